@@ -1,0 +1,51 @@
+"""Assembly: settings in, a ready :class:`SupportBot` out. The one place that wires store, model and strategy."""
+
+from __future__ import annotations
+
+from bot.config import Settings
+from bot.core import CoreOptions, SupportBot
+from bot.kb import KnowledgeBase
+from bot.memory import SessionStore, StoreLimits, open_store
+from bot.model import build_chat_model
+from bot.strategies import BufferStrategy, MemoryStrategy, WindowStrategy
+
+
+def store_limits(settings: Settings) -> StoreLimits:
+    """The retention policy the configuration asks for."""
+    memory = settings.memory
+    return StoreLimits(
+        idle_ttl=memory.idle_ttl,
+        max_messages=memory.max_messages,
+        dedupe_ttl=memory.dedupe_ttl,
+        lease_ttl=memory.lease_ttl,
+    )
+
+
+def build_store(settings: Settings) -> SessionStore:
+    """The store the configuration names (``REDIS_URL`` wins over ``memory.store_url``)."""
+    return open_store(settings.store_url, limits=store_limits(settings))
+
+
+def build_strategy(settings: Settings) -> MemoryStrategy:
+    """The memory strategy the configuration names."""
+    memory = settings.memory
+    if memory.strategy == "buffer":
+        return BufferStrategy(max_messages=memory.max_messages)
+    return WindowStrategy(k=memory.window_messages, max_tokens=memory.window_tokens)
+
+
+def build_bot(settings: Settings, *, store: SessionStore | None = None) -> SupportBot:
+    """A bot on the configured store, model and strategy."""
+    kb = KnowledgeBase.from_directory(settings.kb.path)
+    options = CoreOptions(
+        system_prompt=settings.bot.system_prompt,
+        scope=settings.memory.scope,
+        max_message_chars=settings.memory.max_message_chars,
+        lease_wait=settings.memory.lease_wait,
+    )
+    return SupportBot(
+        store=store or build_store(settings),
+        model=build_chat_model(settings, kb),
+        options=options,
+        strategy=build_strategy(settings),
+    )

@@ -1,0 +1,250 @@
+"""The ``supportbot`` command: terminal chat, session administration and the server."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+
+from bot.config import Settings, load_settings, redact_url
+from bot.errors import ConfigError, StoreUnavailable
+from bot.logs import configure_logging
+from bot.memory import SessionRecord, SessionStore
+from bot.messages import IncomingMessage
+from bot.model import describe_model
+from bot.session import SessionKey
+
+T = TypeVar("T")
+
+CHAT_HELP = """Commands:
+  /session NAME   switch to (or start) the session NAME
+  /reset          forget the current session
+  /history        show the current session's messages
+  /help           this text
+  /quit           leave (end of input works too)"""
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"supportbot: {message}", err=True)
+    sys.exit(code)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except StoreUnavailable as exc:
+        _fail(f"the store is unavailable: {exc}")
+        raise AssertionError("unreachable") from exc
+
+
+async def _with_store(settings: Settings, action: Callable[[SessionStore], Awaitable[T]]) -> T:
+    from bot.app import build_store
+
+    store = build_store(settings)
+    try:
+        return await action(store)
+    finally:
+        await store.aclose()
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _parse_id(session_id: str) -> SessionKey:
+    try:
+        return SessionKey.parse(session_id)
+    except ValueError as exc:
+        _fail(f"{exc}; `supportbot sessions list` shows the ids", code=2)
+        raise AssertionError("unreachable") from exc
+
+
+def _record_json(record: SessionRecord) -> dict[str, Any]:
+    return {
+        "session_id": record.session_id,
+        "meta": asdict(record.meta),
+        "users": list(record.users),
+        "summary": record.summary,
+        "messages": [asdict(m) for m in record.messages],
+    }
+
+
+@click.group()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (default: config.yaml).")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """Supportbot: an IT-helpdesk bot whose memory is scoped per session."""
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        _fail(f"config error: {exc}", code=2)
+    configure_logging(level=settings.log.level, fmt=settings.log.format)
+    ctx.obj = settings
+
+
+@main.command()
+@click.option("--session", "session_name", default="default", show_default=True, help="Session name to start in.")
+@click.pass_context
+def chat(ctx: click.Context, session_name: str) -> None:
+    """Chat in the terminal on the configured store and model. Reads stdin line by line."""
+    _run(_chat(_settings(ctx), session_name))
+
+
+def _cli_message(session: str, text: str) -> IncomingMessage:
+    return IncomingMessage(
+        platform="cli",
+        workspace=None,
+        channel=session,
+        thread=None,
+        user=getpass.getuser(),
+        text=text,
+        event_id=uuid.uuid4().hex,
+        is_direct=True,
+    )
+
+
+async def _chat(settings: Settings, session: str) -> None:
+    from bot.app import build_bot
+
+    interactive = sys.stdin.isatty()
+    bot = build_bot(settings)
+    out = sys.stdout
+    if interactive:
+        out.write(f"Supportbot — store {redact_url(settings.store_url)}, model {describe_model(settings)}\n")
+        out.write(f"Session '{session}'. Type /help for commands.\n")
+    try:
+        while True:
+            if interactive:
+                out.write(f"[{session}] you> ")
+                out.flush()
+            line = await asyncio.to_thread(sys.stdin.readline)
+            if not line:
+                break
+            text = line.strip()
+            if text.startswith("/"):
+                command, _, arg = text.partition(" ")
+                if command == "/quit":
+                    break
+                session = await _chat_command(bot.store, session, command, arg.strip(), out)
+                continue
+            if not text:
+                continue
+            out.write("bot> ")
+            async for chunk in bot.stream(_cli_message(session, text)):
+                out.write(chunk)
+                out.flush()
+            out.write("\n")
+            out.flush()
+    finally:
+        await bot.aclose()
+        await bot.store.aclose()
+
+
+async def _chat_command(store: SessionStore, session: str, command: str, arg: str, out: Any) -> str:
+    key = SessionKey("cli", None, session, None, getpass.getuser())
+    if command == "/session":
+        if not arg:
+            out.write(f"current session: {session}\n")
+            return session
+        out.write(f"switched to session '{arg}'\n")
+        return arg
+    if command == "/reset":
+        await store.delete(key)
+        out.write(f"session '{session}' forgotten\n")
+    elif command == "/history":
+        record = await store.get(key)
+        if record is None or not record.messages:
+            out.write("(no messages yet)\n")
+        for message in record.messages if record else ():
+            out.write(f"{message.role}: {message.content}\n")
+    else:
+        out.write(CHAT_HELP + "\n")
+    return session
+
+
+@main.group()
+def sessions() -> None:
+    """List, show, export and delete sessions."""
+
+
+@sessions.command("list")
+@click.pass_context
+def sessions_list(ctx: click.Context) -> None:
+    """Every live session, most recently active first."""
+    records = _run(_with_store(_settings(ctx), lambda store: store.list_sessions()))
+    if not records:
+        click.echo("no sessions")
+    for r in records:
+        click.echo(f"{r.session_id}\t{r.meta.platform}\t{r.meta.turns} turns\tlast active {_when(r.meta.last_active)}")
+
+
+@sessions.command("show")
+@click.argument("session_id")
+@click.pass_context
+def sessions_show(ctx: click.Context, session_id: str) -> None:
+    """A session's metadata and messages."""
+    key = _parse_id(session_id)
+    record = _run(_with_store(_settings(ctx), lambda store: store.get(key)))
+    if record is None:
+        _fail(f"no session {session_id}")
+        return
+    meta = record.meta
+    click.echo(f"session {record.session_id} ({meta.platform}), {meta.turns} turns")
+    click.echo(f"created {_when(meta.created)}, last active {_when(meta.last_active)}")
+    click.echo(f"users: {', '.join(record.users) or '-'}")
+    if record.summary:
+        click.echo(f"summary: {record.summary}")
+    for m in record.messages:
+        click.echo(f"[{_when(m.ts)}] {m.role}: {m.content}")
+
+
+@sessions.command("export")
+@click.argument("session_id")
+@click.pass_context
+def sessions_export(ctx: click.Context, session_id: str) -> None:
+    """A session as JSON on stdout."""
+    key = _parse_id(session_id)
+    record = _run(_with_store(_settings(ctx), lambda store: store.get(key)))
+    if record is None:
+        _fail(f"no session {session_id}")
+        return
+    click.echo(json.dumps(_record_json(record), ensure_ascii=False, indent=2))
+
+
+@sessions.command("delete")
+@click.argument("session_id")
+@click.pass_context
+def sessions_delete(ctx: click.Context, session_id: str) -> None:
+    """Forget a session: every key it owns."""
+    key = _parse_id(session_id)
+    existed = _run(_with_store(_settings(ctx), lambda store: store.delete(key)))
+    if not existed:
+        _fail(f"no session {session_id}")
+    click.echo(f"deleted {session_id}")
+
+
+@main.command()
+@click.pass_context
+def serve(ctx: click.Context) -> None:
+    """Serve every configured surface in one process until SIGTERM or Ctrl+C."""
+    from adapters import REGISTRY, load_adapter
+    from bot.runner import Runner
+
+    runner = Runner(_settings(ctx), names=list(REGISTRY), load=load_adapter)
+    try:
+        _run(runner.serve(say=lambda line: click.echo(line)))
+    except OSError as exc:
+        _fail(f"cannot serve: {exc}")

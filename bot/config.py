@@ -1,0 +1,250 @@
+"""Configuration: ``config.yaml`` (every key commented there), overridden by the environment.
+
+Precedence, highest first: the named variables of the contract (``REDIS_URL``, ``PORT``, ``OPENAI_*``),
+then ``SUPPORTBOT_<SECTION>__<KEY>`` variables, then the YAML file, then the defaults below.
+Secrets come only from the environment and are held as ``SecretStr``, so they never print.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bot import constants
+from bot.errors import ConfigError
+from bot.session import Scope
+
+DEFAULT_CONFIG_PATH = "config.yaml"
+DEFAULT_STORE_URL = "sqlite:///data/supportbot.db"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, None: 1.0}
+
+# Keys that would hold a secret if they were allowed in the file, and where the secret goes instead.
+_SECRET_KEYS = {
+    "api_key": "OPENAI_API_KEY",
+    "openai_api_key": "OPENAI_API_KEY",
+    "password": "REDIS_URL",
+    "token": "the platform's *_TOKEN variable",
+    "bot_token": "SLACK_BOT_TOKEN / DISCORD_TOKEN",
+    "signing_secret": "SLACK_SIGNING_SECRET",
+}
+
+
+def parse_duration(value: Any) -> Any:
+    """Accept seconds as a number or text with a unit: ``"250ms"``, ``"30s"``, ``"5m"``, ``"12h"``, ``"7d"``."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError("expected a duration such as 30, '30s', '5m', '12h' or '7d'")
+        return float(match.group(1)) * _UNIT_S[match.group(2)]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BotSettings(_Section):
+    name: str = "Supportbot"
+    system_prompt: str = (
+        "You are Supportbot, the IT helpdesk assistant of this organisation. Answer briefly and concretely, "
+        "with numbered steps when there are steps. Use the conversation so far; never invent facts about the user. "
+        "If a problem needs a person (hardware faults, access approvals, security incidents), say so and tell the "
+        "user what to put in a ticket."
+    )
+
+
+class MemorySettings(_Section):
+    store_url: str = DEFAULT_STORE_URL
+    scope: Scope = Scope.THREAD_USER
+    strategy: Literal["window", "buffer"] = "window"
+    window_messages: int = Field(default=constants.WINDOW_MESSAGES, ge=1, le=10_000)
+    window_tokens: int = Field(default=3_000, ge=100)
+    max_messages: int = Field(default=constants.MAX_MESSAGES, ge=2, le=1_000_000)
+    max_message_chars: int = Field(default=constants.MAX_MESSAGE_CHARS, ge=100)
+    idle_ttl: Duration = constants.IDLE_TTL_S
+    dedupe_ttl: Duration = constants.DEDUPE_TTL_S
+    lease_ttl: Duration = constants.LEASE_TTL_S
+    lease_wait: Duration = constants.LEASE_WAIT_S
+    sweep_interval: Duration = constants.SWEEP_INTERVAL_S
+
+
+class LLMSettings(_Section):
+    provider: Literal["auto", "openai", "offline"] = "auto"
+    model: str = "gpt-4o-mini"
+    temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+    timeout: Duration = 30.0
+    max_retries: int = Field(default=2, ge=0, le=10)
+    max_tokens: int | None = Field(default=None, ge=1)
+
+
+class KBSettings(_Section):
+    path: str = "kb"
+    top_k: int = Field(default=2, ge=1, le=10)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65_535)
+    shutdown_grace: Duration = 20.0
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Secrets(BaseModel):
+    """Values read only from the environment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    redis_url: SecretStr | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> Secrets:
+        """Read the contract's variables; empty values count as unset."""
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        key, redis_url = get("OPENAI_API_KEY"), get("REDIS_URL")
+        return cls(
+            openai_api_key=SecretStr(key) if key else None,
+            openai_base_url=get("OPENAI_BASE_URL"),
+            redis_url=SecretStr(redis_url) if redis_url else None,
+        )
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SUPPORTBOT_", env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False
+    )
+
+    bot: BotSettings = BotSettings()
+    memory: MemorySettings = MemorySettings()
+    llm: LLMSettings = LLMSettings()
+    kb: KBSettings = KBSettings()
+    server: ServerSettings = ServerSettings()
+    log: LogSettings = LogSettings()
+    secrets: Secrets = Field(default_factory=Secrets, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init values; SUPPORTBOT_* variables beat it.
+        return env_settings, init_settings
+
+    @property
+    def store_url(self) -> str:
+        """The store to open: ``REDIS_URL`` when set, else ``memory.store_url``."""
+        if self.secrets.redis_url is not None:
+            return self.secrets.redis_url.get_secret_value()
+        return self.memory.store_url
+
+    @property
+    def llm_configured(self) -> bool:
+        """Whether an OpenAI-compatible model is selected (else the offline responder answers)."""
+        if self.llm.provider == "offline":
+            return False
+        if self.llm.provider == "openai":
+            return True
+        return self.secrets.openai_api_key is not None or self.secrets.openai_base_url is not None
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for logs and banners."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}:***@{netloc[1]}"))
+
+
+def _check_no_secrets(data: Any, path: str = "") -> None:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            where = f"{path}.{key}" if path else str(key)
+            if str(key).lower() in _SECRET_KEYS:
+                raise ConfigError(f"{where}: secrets are read only from the environment; set {_SECRET_KEYS[key]}")
+            _check_no_secrets(value, where)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    _check_no_secrets(data)
+    return data
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    problems = []
+    for err in error.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        problems.append(f"{key}: {message}")
+    return f"{source}: " + "; ".join(problems)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, *, env: dict[str, str] | None = None) -> Settings:
+    """Read the YAML config and the environment.
+
+    Args:
+        path: the YAML file; defaults to ``$SUPPORTBOT_CONFIG`` or ``config.yaml``. A missing default file is fine
+            (defaults apply); a missing explicit file is an error.
+        env: the environment to read (defaults to ``os.environ``).
+
+    Raises:
+        ConfigError: one line naming each bad key and its problem.
+    """
+    env = dict(os.environ if env is None else env)
+    explicit = path is not None or bool(env.get("SUPPORTBOT_CONFIG"))
+    config_path = Path(path if path is not None else env.get("SUPPORTBOT_CONFIG") or DEFAULT_CONFIG_PATH)
+    data = _read_yaml(config_path) if explicit or config_path.exists() else {}
+    if "secrets" in data:
+        raise ConfigError(f"{config_path}: secrets: secrets are read only from the environment")
+    port = env.get("PORT", "").strip()
+    if port:
+        if not port.isdigit() or not 0 <= int(port) <= 65_535:
+            raise ConfigError(f"PORT: expected a port number 0-65535, got {port!r}")
+        data = {**data, "server": {**(data.get("server") or {}), "port": int(port)}}
+    try:
+        settings = Settings(**data, secrets=Secrets.from_env(env))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, str(config_path))) from None
+    return settings

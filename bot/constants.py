@@ -1,0 +1,17 @@
+"""Key prefixes, limits and durations in one place. Durations carry their unit in the name."""
+
+KEY_PREFIX = "sb"
+SESSION_INDEX_KEY = f"{KEY_PREFIX}:sessions"  # sorted set: session id -> last activity (epoch seconds)
+
+IDLE_TTL_S = 7 * 86_400  # 7 days without a turn and a session is gone
+DEDUPE_TTL_S = 86_400  # 1 day: how long an answered delivery id is remembered
+LEASE_TTL_S = 120.0  # a crashed lease holder blocks its session for at most 2 minutes
+LEASE_WAIT_S = 150.0  # how long a turn waits for a busy session before giving up
+LEASE_RETRY_MIN_S = 0.005  # 5 ms first back-off when another process holds the lease
+LEASE_RETRY_MAX_S = 0.25  # 250 ms back-off ceiling
+SWEEP_INTERVAL_S = 300.0  # 5 minutes between expiry sweeps of the embedded stores
+
+MAX_MESSAGES = 200  # messages kept per session
+WINDOW_MESSAGES = 20  # messages shown to the model by the window strategy
+MAX_MESSAGE_CHARS = 8_000  # longer user messages are cut, with a visible note
+MAX_ID_CHARS = 512  # longest platform id accepted in a session key component

@@ -1,0 +1,309 @@
+"""The turn pipeline: one user message in, one reply out, remembered in its own session."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+
+from bot.constants import LEASE_RETRY_MAX_S, LEASE_RETRY_MIN_S, LEASE_WAIT_S, MAX_MESSAGE_CHARS
+from bot.errors import InvalidMessage, LeaseLost, ModelError, SessionBusy, StoreUnavailable
+from bot.memory.base import ClaimStatus, Lease, SessionStore, TurnStart
+from bot.messages import IncomingMessage, Reply, ReplyKind, StoredMessage, clean_text
+from bot.model import translate_model_error
+from bot.session import Scope, SessionKey, session_key_for
+from bot.strategies import MemoryStrategy, WindowStrategy, build_prompt
+
+log = logging.getLogger("supportbot.core")
+
+EMPTY_MESSAGE_REPLY = "Your message was empty. What can I help you with?"
+INVALID_MESSAGE_REPLY = "Sorry, I could not tell which conversation that message belongs to, so I did not store it."
+MODEL_FAILED_REPLY = (
+    "Sorry, I could not get an answer just now. I have kept your message; please try again in a minute."
+)
+MEMORY_UNAVAILABLE_REPLY = (
+    "Sorry, my conversation memory is temporarily unavailable, so I could not take your message. "
+    "Please send it again in a minute."
+)
+SESSION_BUSY_REPLY = "Sorry, I am still working on an earlier message in this conversation. Please try again shortly."
+INTERNAL_ERROR_REPLY = "Sorry, something went wrong on my side while answering. Please try again."
+STREAM_BROKEN_NOTE = "\n\n_(The answer was cut off because the model stopped responding. Please ask again.)_"
+
+Sink = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class CoreOptions:
+    """The knobs of the turn pipeline (see ``config.yaml``)."""
+
+    system_prompt: str
+    scope: Scope = Scope.THREAD_USER
+    max_message_chars: int = MAX_MESSAGE_CHARS
+    lease_wait: float = LEASE_WAIT_S
+
+
+class _SessionLocks:
+    """One FIFO lock per session id, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    async def acquire(self, session_id: str) -> asyncio.Lock:
+        lock, users = self._locks.get(session_id, (asyncio.Lock(), 0))
+        self._locks[session_id] = (lock, users + 1)
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._release_ref(session_id)
+            raise
+        return lock
+
+    def release(self, session_id: str, lock: asyncio.Lock) -> None:
+        lock.release()
+        self._release_ref(session_id)
+
+    def _release_ref(self, session_id: str) -> None:
+        lock, users = self._locks[session_id]
+        if users <= 1:
+            del self._locks[session_id]
+        else:
+            self._locks[session_id] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+def prepare_text(text: str, *, limit: int) -> str:
+    """Clean ``text`` and cut it to ``limit`` characters with a visible note saying so."""
+    text = clean_text(text).strip()
+    if len(text) > limit:
+        note = f"\n\n[message truncated: it had {len(text):,} characters; the first {limit:,} were kept]"
+        text = text[:limit] + note
+    return text
+
+
+class SupportBot:
+    """Runs turns. Turns of one session are serialised; different sessions run concurrently.
+
+    Every turn runs in a task the bot owns, so a caller that goes away (a closed browser tab, a cancelled
+    webhook) does not abandon a half-done turn: it finishes and is stored, and :meth:`aclose` waits for it.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: SessionStore,
+        model: BaseChatModel,
+        options: CoreOptions,
+        strategy: MemoryStrategy | None = None,
+    ) -> None:
+        self.store = store
+        self.model = model
+        self.options = options
+        self.strategy = strategy or WindowStrategy(k=20, max_tokens=3_000)
+        self._locks = _SessionLocks()
+        self._turns: set[asyncio.Task[Reply | None]] = set()
+        self._closing = False
+        self._turn_counter = 0
+
+    def session_key(self, msg: IncomingMessage) -> SessionKey:
+        """The session ``msg`` belongs to under the configured scope.
+
+        Raises:
+            InvalidMessage: the message's ids cannot form a session key.
+        """
+        return session_key_for(msg, self.options.scope)
+
+    async def handle(self, msg: IncomingMessage) -> Reply | None:
+        """Answer ``msg`` once. ``None`` means this delivery was already answered (or is being answered)."""
+        return await asyncio.shield(self._spawn(msg, None))
+
+    async def stream(self, msg: IncomingMessage) -> AsyncIterator[str]:
+        """Answer ``msg`` chunk by chunk as the model produces it; a redelivery yields nothing.
+
+        The turn runs in its own task: if the consumer stops early, the turn still completes and is stored.
+        """
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+        async def sink(chunk: str) -> None:
+            queue.put_nowait(chunk)
+
+        task = self._spawn(msg, sink)
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        while (chunk := await queue.get()) is not None:
+            yield chunk
+        reply = await asyncio.shield(task)
+        if reply is not None and reply.kind is ReplyKind.NOTICE:
+            yield reply.text
+
+    @property
+    def in_flight(self) -> int:
+        """Turns currently running."""
+        return len(self._turns)
+
+    def _spawn(self, msg: IncomingMessage, sink: Sink | None) -> asyncio.Task[Reply | None]:
+        if self._closing:
+            raise RuntimeError("the bot is shutting down and takes no new messages")
+        self._turn_counter += 1
+        task = asyncio.get_running_loop().create_task(
+            self._turn(msg, sink), name=f"supportbot-turn-{self._turn_counter}:{msg.platform}:{msg.event_id}"
+        )
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)
+        return task
+
+    async def _turn(self, msg: IncomingMessage, sink: Sink | None) -> Reply | None:
+        started = time.perf_counter()
+        text = prepare_text(msg.text, limit=self.options.max_message_chars)
+        if not text:
+            return Reply(EMPTY_MESSAGE_REPLY, "", msg.event_id, ReplyKind.NOTICE)
+        try:
+            key = self.session_key(msg)
+        except InvalidMessage as exc:
+            log.warning("rejected message %s from %s: %s", msg.event_id, msg.platform, exc)
+            return Reply(INVALID_MESSAGE_REPLY, "", msg.event_id, ReplyKind.NOTICE)
+        lock = await self._locks.acquire(key.id)
+        try:
+            reply = await self._locked_turn(msg, key, text, sink)
+        except Exception:
+            log.exception("turn failed for session %s", key.id, extra={"session_id": key.id})
+            reply = Reply(INTERNAL_ERROR_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
+        finally:
+            self._locks.release(key.id, lock)
+        if reply is not None:
+            log.info(
+                "turn done",
+                extra={
+                    "session_id": key.id,
+                    "platform": msg.platform,
+                    "event_id": msg.event_id,
+                    "kind": reply.kind.value,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+        return reply
+
+    async def _begin(self, key: SessionKey, event_id: str) -> TurnStart:
+        """Claim the delivery and take the lease, backing off while another process holds the session."""
+        deadline = time.monotonic() + self.options.lease_wait
+        delay = LEASE_RETRY_MIN_S
+        while True:
+            start = await self.store.begin_turn(key, event_id=event_id, window=self.strategy.load_size)
+            if start.status is not ClaimStatus.BUSY:
+                return start
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SessionBusy(f"session {key.id} stayed busy for {self.options.lease_wait:.0f}s")
+            await asyncio.sleep(min(delay * (0.5 + random.random()), max(start.retry_after, 0.001), remaining))
+            delay = min(delay * 2, LEASE_RETRY_MAX_S)
+
+    async def _locked_turn(self, msg: IncomingMessage, key: SessionKey, text: str, sink: Sink | None) -> Reply | None:
+        try:
+            start = await self._begin(key, msg.event_id)
+        except StoreUnavailable as exc:
+            log.error("memory unavailable for session %s: %s", key.id, exc, extra={"session_id": key.id})
+            return Reply(MEMORY_UNAVAILABLE_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
+        except SessionBusy as exc:
+            log.warning("%s", exc, extra={"session_id": key.id})
+            return Reply(SESSION_BUSY_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
+        if start.status is not ClaimStatus.ACQUIRED:
+            log.info(
+                "duplicate delivery %s ignored (%s)", msg.event_id, start.status.value, extra={"session_id": key.id}
+            )
+            return None
+        assert start.lease is not None and start.context is not None
+        lease: Lease | None = start.lease
+        try:
+            prompt = build_prompt(
+                system_prompt=self.options.system_prompt, context=start.context, text=text, strategy=self.strategy
+            )
+            answer, kind = await self._ask(prompt, key, sink)
+            user = StoredMessage("user", text, msg.timestamp, user=msg.user, event_id=msg.event_id)
+            reply_message = StoredMessage("assistant", answer, time.time()) if answer else None
+            messages = (user,) if reply_message is None else (user, reply_message)
+            saved = await self._save(start.lease, messages, platform=msg.platform)
+            lease = None
+            if not saved:
+                return None
+        except StoreUnavailable as exc:
+            log.error("could not save the turn of session %s: %s", key.id, exc, extra={"session_id": key.id})
+            if sink is not None:
+                await sink("\n\n_(" + MEMORY_UNAVAILABLE_REPLY + ")_")
+            return Reply(MEMORY_UNAVAILABLE_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
+        finally:
+            if lease is not None:
+                await self._abort_quietly(lease)
+        return Reply(answer if kind is ReplyKind.ANSWER else MODEL_FAILED_REPLY, key.id, msg.event_id, kind)
+
+    async def _ask(self, prompt: list[BaseMessage], key: SessionKey, sink: Sink | None) -> tuple[str, ReplyKind]:
+        """The model's answer and how it went. A failure yields what was streamed (plus a note) or nothing."""
+        parts: list[str] = []
+        try:
+            if sink is None:
+                parts.append((await self.model.ainvoke(prompt)).text)
+            else:
+                async for chunk in self.model.astream(prompt):
+                    piece = chunk.text
+                    if piece:
+                        parts.append(piece)
+                        await sink(piece)
+            answer = "".join(parts)
+            if not answer.strip():
+                raise ModelError("the model returned an empty answer")
+            return answer, ReplyKind.ANSWER
+        except Exception as exc:
+            error = translate_model_error(exc)
+            log.error("model failed for session %s: %s", key.id, error, extra={"session_id": key.id})
+            if sink is None:
+                return "", ReplyKind.FALLBACK
+            if parts:
+                await sink(STREAM_BROKEN_NOTE)
+                return "".join(parts) + STREAM_BROKEN_NOTE, ReplyKind.FALLBACK
+            await sink(MODEL_FAILED_REPLY)
+            return "", ReplyKind.FALLBACK
+
+    async def _save(self, lease: Lease, messages: tuple[StoredMessage, ...], *, platform: str) -> bool:
+        """Commit the turn; if the lease was fenced out meanwhile, take it again and append after the newer turn.
+
+        Returns False when, meanwhile, another attempt answered the same delivery (so this reply must not be sent).
+        """
+        try:
+            await self.store.commit_turn(lease, messages, platform=platform)
+            return True
+        except LeaseLost:
+            log.warning("lease lost on session %s; saving the turn again", lease.key.id)
+        start = await self._begin(lease.key, lease.event_id)
+        if start.status is not ClaimStatus.ACQUIRED or start.lease is None:
+            return False
+        try:
+            await self.store.commit_turn(start.lease, messages, platform=platform)
+        except BaseException:
+            await self._abort_quietly(start.lease)
+            raise
+        return True
+
+    async def _abort_quietly(self, lease: Lease) -> None:
+        try:
+            await asyncio.shield(self.store.abort_turn(lease))
+        except StoreUnavailable as exc:
+            log.warning("could not release the lease of session %s: %s", lease.key.id, exc)
+
+    async def reset(self, key: SessionKey) -> bool:
+        """Forget a session. Returns whether it existed."""
+        return await self.store.delete(key)
+
+    async def aclose(self, *, grace: float = 10.0) -> None:
+        """Stop taking messages, let in-flight turns finish for up to ``grace`` seconds, then cancel the rest."""
+        self._closing = True
+        if self._turns:
+            _, pending = await asyncio.wait(set(self._turns), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)

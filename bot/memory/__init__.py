@@ -1,0 +1,48 @@
+"""Session stores: one protocol, three backends, picked by URL in :func:`open_store`."""
+
+from __future__ import annotations
+
+from bot.memory.base import (
+    ClaimStatus,
+    Lease,
+    SessionContext,
+    SessionMeta,
+    SessionRecord,
+    SessionStore,
+    StoreLimits,
+    TurnStart,
+)
+
+__all__ = [
+    "ClaimStatus",
+    "Lease",
+    "SessionContext",
+    "SessionMeta",
+    "SessionRecord",
+    "SessionStore",
+    "StoreLimits",
+    "TurnStart",
+    "open_store",
+]
+
+
+def open_store(url: str, *, limits: StoreLimits | None = None) -> SessionStore:
+    """The store ``url`` names: ``memory://``, ``sqlite:///path.db``, ``redis://…`` or ``rediss://…``.
+
+    Raises:
+        ValueError: the scheme is not one of those.
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "memory":
+        from bot.memory.memory import MemoryStore
+
+        return MemoryStore(limits=limits)
+    if scheme == "sqlite":
+        from bot.memory.sqlite import SqliteStore, sqlite_path
+
+        return SqliteStore(sqlite_path(url), limits=limits)
+    if scheme in ("redis", "rediss", "unix"):
+        from bot.memory.redis import RedisStore
+
+        return RedisStore.from_url(url, limits=limits)
+    raise ValueError(f"unsupported store URL scheme {scheme or url!r}: use memory://, sqlite:///path.db or redis://")

@@ -1,0 +1,145 @@
+"""The boundary every session store implements, and the values it returns."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.constants import DEDUPE_TTL_S, IDLE_TTL_S, LEASE_TTL_S, MAX_MESSAGES
+from bot.messages import StoredMessage
+from bot.session import SessionKey
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLimits:
+    """Retention policy shared by every backend.
+
+    Attributes:
+        idle_ttl: seconds without a turn after which a session and all its keys disappear.
+        max_messages: messages kept per session; older ones are trimmed on save.
+        dedupe_ttl: seconds an answered delivery id is remembered for idempotency.
+        lease_ttl: seconds a turn may hold its session before another process may take over.
+    """
+
+    idle_ttl: float = IDLE_TTL_S
+    max_messages: int = MAX_MESSAGES
+    dedupe_ttl: float = DEDUPE_TTL_S
+    lease_ttl: float = LEASE_TTL_S
+
+
+@dataclass(frozen=True, slots=True)
+class SessionMeta:
+    """What a store knows about a session besides its messages."""
+
+    created: float
+    last_active: float
+    platform: str
+    turns: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    """The slice of a session a turn needs: the recent window (oldest first), the summary and the metadata."""
+
+    messages: tuple[StoredMessage, ...] = ()
+    summary: str | None = None
+    meta: SessionMeta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """Everything a store holds for one session, for export and administration."""
+
+    session_id: str
+    meta: SessionMeta
+    users: tuple[str, ...]
+    messages: tuple[StoredMessage, ...]
+    summary: str | None
+
+
+class ClaimStatus(enum.Enum):
+    """The outcome of trying to start a turn."""
+
+    ACQUIRED = "acquired"  # this caller holds the lease; the context is loaded
+    DUPLICATE = "duplicate"  # this delivery was already answered
+    IN_PROGRESS = "in_progress"  # this delivery is being answered right now by another attempt
+    BUSY = "busy"  # another delivery holds the session's lease; retry later
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Proof that a turn holds its session; ``token`` is the fencing token checked on save."""
+
+    key: SessionKey
+    token: int
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStart:
+    """Result of :meth:`SessionStore.begin_turn`. ``lease`` and ``context`` are set only when acquired."""
+
+    status: ClaimStatus
+    lease: Lease | None = None
+    context: SessionContext | None = None
+    retry_after: float = 0.0  # BUSY only: seconds until the holder's lease expires, as the store sees it
+
+
+class SessionStore(Protocol):
+    """Per-session memory. One instance is shared by every turn of a process.
+
+    A turn costs two calls: :meth:`begin_turn` before the model and :meth:`commit_turn` (or
+    :meth:`abort_turn`) after it. On Redis each is one round trip, whatever the history's length.
+    """
+
+    limits: StoreLimits
+
+    async def begin_turn(self, key: SessionKey, *, event_id: str, window: int) -> TurnStart:
+        """Claim the delivery, take the session's lease and read the last ``window`` messages, atomically.
+
+        Raises:
+            StoreUnavailable: the store cannot be reached.
+        """
+        ...
+
+    async def commit_turn(self, lease: Lease, messages: tuple[StoredMessage, ...], *, platform: str) -> None:
+        """Append ``messages``, trim, refresh every TTL, mark the delivery answered and release the lease, atomically.
+
+        Raises:
+            LeaseLost: the lease expired and was fenced out; nothing was written.
+            StoreUnavailable: the store cannot be reached.
+        """
+        ...
+
+    async def abort_turn(self, lease: Lease) -> None:
+        """Release the lease without writing, so a redelivery of the same event is processed.
+
+        Raises:
+            StoreUnavailable: the store cannot be reached.
+        """
+        ...
+
+    async def get(self, key: SessionKey) -> SessionRecord | None:
+        """The whole session, or ``None`` when it does not exist (or has expired)."""
+        ...
+
+    async def list_sessions(self) -> list[SessionRecord]:
+        """Every live session, most recently active first (messages left empty)."""
+        ...
+
+    async def delete(self, key: SessionKey) -> bool:
+        """Remove every key the session owns. Returns whether it existed."""
+        ...
+
+    async def sweep(self) -> int:
+        """Remove expired sessions; returns how many. Redis expires keys itself and returns 0."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless the store answers."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections. Idempotent."""
+        ...

@@ -1,0 +1,138 @@
+"""``memory://``: an in-process store with the same semantics as the durable ones. For tests and throwaway runs."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+from bot.errors import LeaseLost
+from bot.memory.base import (
+    ClaimStatus,
+    Lease,
+    SessionContext,
+    SessionMeta,
+    SessionRecord,
+    StoreLimits,
+    TurnStart,
+)
+from bot.messages import StoredMessage
+from bot.session import SessionKey
+
+
+@dataclass(slots=True)
+class _Session:
+    key: SessionKey
+    messages: list[StoredMessage] = field(default_factory=list)
+    summary: str | None = None
+    meta: SessionMeta | None = None
+    users: set[str] = field(default_factory=set)
+    seen: dict[str, float] = field(default_factory=dict)  # answered event id -> when
+    lease: tuple[int, str, float] | None = None  # token, event id, expires at
+
+    def lease_holder(self, now: float) -> tuple[int, str, float] | None:
+        if self.lease is not None and self.lease[2] <= now:
+            self.lease = None
+        return self.lease
+
+
+class MemoryStore:
+    """Sessions in a dict. Nothing survives the process."""
+
+    def __init__(self, *, limits: StoreLimits | None = None) -> None:
+        self.limits = limits or StoreLimits()
+        self._sessions: dict[str, _Session] = {}
+        # Store-wide, so a token is never handed out twice even after a session is dropped and recreated.
+        self._fence = itertools.count(1)
+
+    def _live(self, key: SessionKey, now: float) -> _Session | None:
+        session = self._sessions.get(key.id)
+        if session is not None and self._expired(session, now):
+            del self._sessions[key.id]
+            return None
+        return session
+
+    def _expired(self, session: _Session, now: float) -> bool:
+        if session.meta is None:
+            # Never committed: it exists only while a lease is held on it.
+            return session.lease_holder(now) is None and not session.messages
+        return session.meta.last_active + self.limits.idle_ttl <= now
+
+    async def begin_turn(self, key: SessionKey, *, event_id: str, window: int) -> TurnStart:
+        now = time.time()
+        session = self._live(key, now) or self._sessions.setdefault(key.id, _Session(key=key))
+        if event_id in session.seen:
+            return TurnStart(ClaimStatus.DUPLICATE)
+        holder = session.lease_holder(now)
+        if holder is not None:
+            if holder[1] == event_id:
+                return TurnStart(ClaimStatus.IN_PROGRESS)
+            return TurnStart(ClaimStatus.BUSY, retry_after=holder[2] - now)
+        token = next(self._fence)
+        session.lease = (token, event_id, now + self.limits.lease_ttl)
+        recent = tuple(session.messages[-window:]) if window > 0 else ()
+        context = SessionContext(messages=recent, summary=session.summary, meta=session.meta)
+        return TurnStart(ClaimStatus.ACQUIRED, Lease(key, token, event_id), context)
+
+    async def commit_turn(self, lease: Lease, messages: tuple[StoredMessage, ...], *, platform: str) -> None:
+        now = time.time()
+        session = self._sessions.get(lease.key.id)
+        holder = session.lease_holder(now) if session is not None else None
+        if session is None or holder is None or holder[:2] != (lease.token, lease.event_id):
+            raise LeaseLost(f"lease {lease.token} on session {lease.key.id} is no longer held")
+        session.messages.extend(messages)
+        del session.messages[: -self.limits.max_messages]
+        created = session.meta.created if session.meta else now
+        turns = session.meta.turns + 1 if session.meta else 1
+        session.meta = SessionMeta(created=created, last_active=now, platform=platform, turns=turns)
+        session.users.update(m.user for m in messages if m.role == "user" and m.user)
+        session.seen[lease.event_id] = now
+        horizon = now - self.limits.dedupe_ttl
+        session.seen = {e: t for e, t in session.seen.items() if t > horizon}
+        session.lease = None
+
+    async def abort_turn(self, lease: Lease) -> None:
+        session = self._sessions.get(lease.key.id)
+        if session is None or session.lease is None or session.lease[:2] != (lease.token, lease.event_id):
+            return
+        session.lease = None
+        if session.meta is None:
+            del self._sessions[lease.key.id]
+
+    async def get(self, key: SessionKey) -> SessionRecord | None:
+        session = self._live(key, time.time())
+        if session is None or session.meta is None:
+            return None
+        return SessionRecord(
+            session_id=key.id,
+            meta=session.meta,
+            users=tuple(sorted(session.users)),
+            messages=tuple(session.messages),
+            summary=session.summary,
+        )
+
+    async def list_sessions(self) -> list[SessionRecord]:
+        await self.sweep()
+        records = [
+            SessionRecord(s.key.id, s.meta, tuple(sorted(s.users)), (), s.summary)
+            for s in self._sessions.values()
+            if s.meta is not None
+        ]
+        return sorted(records, key=lambda r: r.meta.last_active, reverse=True)
+
+    async def delete(self, key: SessionKey) -> bool:
+        session = self._sessions.pop(key.id, None)
+        return session is not None and session.meta is not None
+
+    async def sweep(self) -> int:
+        now = time.time()
+        expired = [sid for sid, s in self._sessions.items() if self._expired(s, now)]
+        for sid in expired:
+            del self._sessions[sid]
+        return len(expired)
+
+    async def ping(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None

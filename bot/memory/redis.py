@@ -1,0 +1,224 @@
+"""``redis://`` and ``rediss://``: the production store, on ``redis.asyncio``.
+
+Layout of one session (all keys share the session id as hash tag, so Lua stays in one cluster slot, and all
+carry the same idle TTL, refreshed by every commit):
+
+=====================  ===========  ===================================================
+key                    type         holds
+=====================  ===========  ===================================================
+``sb:{id}:msgs``       list         recent messages as JSON, trimmed to ``max_messages``
+``sb:{id}:summary``    string       the rolling summary (written by the summary layer)
+``sb:{id}:meta``       hash         created, last_active, platform, turns (ms / count)
+``sb:{id}:users``      set          platform user ids seen in the session
+``sb:{id}:seen``       sorted set   answered delivery ids, scored by answer time (ms)
+``sb:{id}:lease``      string       ``<fencing token>:<event id>`` of the turn in progress
+``sb:{id}:fence``      counter      the last fencing token handed out
+=====================  ===========  ===================================================
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from bot.errors import LeaseLost, StoreUnavailable
+from bot.memory.base import (
+    ClaimStatus,
+    Lease,
+    SessionContext,
+    SessionMeta,
+    SessionRecord,
+    StoreLimits,
+    TurnStart,
+)
+from bot.messages import StoredMessage
+from bot.session import SessionKey
+
+T = TypeVar("T")
+
+_PARTS = ("msgs", "summary", "meta", "users", "seen", "lease", "fence")
+
+# KEYS: msgs summary meta users seen lease fence
+# ARGV: event id, window, lease ttl (ms), idle ttl (ms)
+_BEGIN = """
+if redis.call('ZSCORE', KEYS[5], ARGV[1]) then return {'dup'} end
+local held = redis.call('GET', KEYS[6])
+if held then
+  local sep = string.find(held, ':', 1, true)
+  if string.sub(held, sep + 1) == ARGV[1] then return {'inprogress'} end
+  return {'busy', redis.call('PTTL', KEYS[6])}
+end
+local token = redis.call('INCR', KEYS[7])
+redis.call('PEXPIRE', KEYS[7], ARGV[4])
+redis.call('SET', KEYS[6], token .. ':' .. ARGV[1], 'PX', ARGV[3])
+local window = tonumber(ARGV[2])
+local msgs = {}
+if window > 0 then msgs = redis.call('LRANGE', KEYS[1], -window, -1) end
+return {'ok', token, redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[3]), msgs}
+"""
+
+# KEYS: msgs summary meta users seen lease fence
+# ARGV: lease value, event id, now (ms), idle ttl (ms), max messages, dedupe ttl (ms), platform, user, messages...
+_COMMIT = """
+if redis.call('GET', KEYS[6]) ~= ARGV[1] then return 0 end
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 9))
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[5]), -1)
+redis.call('HSETNX', KEYS[3], 'created', ARGV[3])
+redis.call('HSET', KEYS[3], 'last_active', ARGV[3], 'platform', ARGV[7])
+redis.call('HINCRBY', KEYS[3], 'turns', 1)
+if ARGV[8] ~= '' then redis.call('SADD', KEYS[4], ARGV[8]) end
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', tonumber(ARGV[3]) - tonumber(ARGV[6]))
+redis.call('DEL', KEYS[6])
+for _, i in ipairs({1, 2, 3, 4, 5, 7}) do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+return 1
+"""
+
+# KEYS: lease ; ARGV: lease value
+_ABORT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _keys(key: SessionKey) -> list[str]:
+    return [key.store_key(part) for part in _PARTS]
+
+
+def _meta(raw: list[Any] | dict[str, str]) -> SessionMeta | None:
+    fields: dict[str, str] = raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2], strict=True))
+    last_active = fields.get("last_active")
+    if last_active is None:
+        return None
+    return SessionMeta(
+        created=int(fields.get("created", last_active)) / 1000,
+        last_active=int(last_active) / 1000,
+        platform=fields.get("platform", ""),
+        turns=int(fields.get("turns", 0)),
+    )
+
+
+class RedisStore:
+    """Sessions in Redis; two round trips per uncontended turn."""
+
+    def __init__(self, client: aioredis.Redis, *, limits: StoreLimits | None = None) -> None:
+        self.limits = limits or StoreLimits()
+        self._client = client
+        self._begin = client.register_script(_BEGIN)
+        self._commit = client.register_script(_COMMIT)
+        self._abort = client.register_script(_ABORT)
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, *, limits: StoreLimits | None = None, **client_options: Any) -> RedisStore:
+        """Connect lazily to ``url`` (``redis://`` or ``rediss://``)."""
+        options: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0, "health_check_interval": 30}
+        options.update(client_options)
+        return cls(aioredis.Redis.from_url(url, decode_responses=True, **options), limits=limits)
+
+    async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await op()
+        except RedisError as exc:
+            raise StoreUnavailable(f"redis {what} failed: {type(exc).__name__}: {exc}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"redis {what} failed: {exc}") from exc
+
+    async def begin_turn(self, key: SessionKey, *, event_id: str, window: int) -> TurnStart:
+        args: list[str | int] = [event_id, window, int(self.limits.lease_ttl * 1000), int(self.limits.idle_ttl * 1000)]
+        reply = await self._call("begin_turn", lambda: self._begin(keys=_keys(key), args=args))
+        status = reply[0]
+        if status == "dup":
+            return TurnStart(ClaimStatus.DUPLICATE)
+        if status == "inprogress":
+            return TurnStart(ClaimStatus.IN_PROGRESS)
+        if status == "busy":
+            return TurnStart(ClaimStatus.BUSY, retry_after=max(int(reply[1]), 0) / 1000)
+        _, token, summary, meta, raw_messages = reply
+        context = SessionContext(
+            messages=tuple(StoredMessage.from_json(m) for m in raw_messages),
+            summary=summary,
+            meta=_meta(meta),
+        )
+        return TurnStart(ClaimStatus.ACQUIRED, Lease(key, int(token), event_id), context)
+
+    async def commit_turn(self, lease: Lease, messages: tuple[StoredMessage, ...], *, platform: str) -> None:
+        user = next((m.user for m in messages if m.role == "user" and m.user), "")
+        args: list[str | int] = [
+            f"{lease.token}:{lease.event_id}",
+            lease.event_id,
+            int(time.time() * 1000),
+            int(self.limits.idle_ttl * 1000),
+            self.limits.max_messages,
+            int(self.limits.dedupe_ttl * 1000),
+            platform,
+            user,
+            *(m.to_json() for m in messages),
+        ]
+        written = await self._call("commit_turn", lambda: self._commit(keys=_keys(lease.key), args=args))
+        if not written:
+            raise LeaseLost(f"lease {lease.token} on session {lease.key.id} is no longer held")
+
+    async def abort_turn(self, lease: Lease) -> None:
+        value = f"{lease.token}:{lease.event_id}"
+        await self._call("abort_turn", lambda: self._abort(keys=[lease.key.store_key("lease")], args=[value]))
+
+    async def get(self, key: SessionKey) -> SessionRecord | None:
+        async def read() -> list[Any]:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hgetall(key.store_key("meta"))
+                pipe.smembers(key.store_key("users"))
+                pipe.lrange(key.store_key("msgs"), 0, -1)
+                pipe.get(key.store_key("summary"))
+                return await pipe.execute()
+
+        raw_meta, users, raw_messages, summary = await self._call("get", read)
+        meta = _meta(raw_meta)
+        if meta is None:
+            return None
+        return SessionRecord(
+            session_id=key.id,
+            meta=meta,
+            users=tuple(sorted(users)),
+            messages=tuple(StoredMessage.from_json(m) for m in raw_messages),
+            summary=summary,
+        )
+
+    async def list_sessions(self) -> list[SessionRecord]:
+        async def scan() -> list[SessionRecord]:
+            records = []
+            async for meta_key in self._client.scan_iter(match="sb:{*}:meta", count=1000):
+                session_id = meta_key[len("sb:{") : -len("}:meta")]
+                try:
+                    key = SessionKey.parse(session_id)
+                except ValueError:
+                    continue
+                async with self._client.pipeline(transaction=True) as pipe:
+                    pipe.hgetall(meta_key)
+                    pipe.smembers(key.store_key("users"))
+                    raw_meta, users = await pipe.execute()
+                meta = _meta(raw_meta)
+                if meta is not None:
+                    records.append(SessionRecord(session_id, meta, tuple(sorted(users)), (), None))
+            return sorted(records, key=lambda r: r.meta.last_active, reverse=True)
+
+        return await self._call("list_sessions", scan)
+
+    async def delete(self, key: SessionKey) -> bool:
+        removed = await self._call("delete", lambda: self._client.delete(*_keys(key)))
+        return bool(removed)
+
+    async def sweep(self) -> int:
+        return 0
+
+    async def ping(self) -> None:
+        await self._call("ping", self._client.ping)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._client.aclose()

@@ -1,0 +1,293 @@
+"""``sqlite:///path.db``: the embedded, durable default. One file, safe for several processes (WAL, immediate locks)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.errors import LeaseLost, StoreUnavailable
+from bot.memory.base import (
+    ClaimStatus,
+    Lease,
+    SessionContext,
+    SessionMeta,
+    SessionRecord,
+    StoreLimits,
+    TurnStart,
+)
+from bot.messages import StoredMessage
+from bot.session import SessionKey
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    platform TEXT NOT NULL DEFAULT '',
+    created REAL,
+    last_active REAL,
+    turns INTEGER NOT NULL DEFAULT 0,
+    summary TEXT,
+    lease_token INTEGER,
+    lease_event TEXT,
+    lease_expires REAL
+);
+-- One store-wide fencing counter: a token is never reused, even after a session row is dropped.
+CREATE TABLE IF NOT EXISTS fence (id INTEGER PRIMARY KEY CHECK (id = 1), token INTEGER NOT NULL);
+INSERT OR IGNORE INTO fence (id, token) VALUES (1, 0);
+CREATE INDEX IF NOT EXISTS sessions_last_active ON sessions (last_active);
+CREATE TABLE IF NOT EXISTS messages (
+    session_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS session_users (
+    session_id TEXT NOT NULL,
+    user TEXT NOT NULL,
+    PRIMARY KEY (session_id, user)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seen (
+    session_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (session_id, event_id)
+) WITHOUT ROWID;
+"""
+
+_CHILD_TABLES = ("messages", "session_users", "seen")
+
+
+async def _scalar(db: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    cur = await db.execute(sql, params)
+    row = await cur.fetchone()
+    if row is None:
+        raise StoreUnavailable(f"sqlite store returned no row for: {sql}")
+    return row[0]
+
+
+def _meta(row: sqlite3.Row | None) -> SessionMeta | None:
+    if row is None or row["last_active"] is None:
+        return None
+    return SessionMeta(
+        created=row["created"], last_active=row["last_active"], platform=row["platform"], turns=row["turns"]
+    )
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a ``sqlite:///relative.db`` or ``sqlite:////absolute.db`` URL (``:memory:`` allowed)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ValueError(f"expected sqlite:///<path>, got {url!r}")
+    return url[len(prefix) :]
+
+
+class SqliteStore:
+    """Sessions in one SQLite file, through ``aiosqlite`` (a worker thread per connection)."""
+
+    def __init__(self, path: str, *, limits: StoreLimits | None = None) -> None:
+        self.limits = limits or StoreLimits()
+        self._path = path
+        self._db: aiosqlite.Connection | None = None
+        self._closed = False
+        # One connection serves every coroutine; transactions on it must not interleave.
+        self._lock = asyncio.Lock()
+
+    async def _conn(self) -> aiosqlite.Connection:
+        if self._closed:
+            raise StoreUnavailable("the sqlite store is closed")
+        if self._db is None:
+            try:
+                if self._path != ":memory:":
+                    Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+                db = await aiosqlite.connect(self._path, timeout=30.0, isolation_level=None)
+                db.row_factory = sqlite3.Row
+                await db.execute("PRAGMA journal_mode=WAL")
+                await db.execute("PRAGMA synchronous=NORMAL")
+                await db.executescript(_SCHEMA)
+            except (sqlite3.Error, OSError) as exc:
+                raise StoreUnavailable(f"cannot open sqlite store at {self._path}: {exc}") from exc
+            self._db = db
+        return self._db
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            db = await self._conn()
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    await db.execute("ROLLBACK")
+                    raise
+                await db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"sqlite store failed: {exc}") from exc
+
+    async def _drop(self, db: aiosqlite.Connection, session_id: str) -> None:
+        for table in _CHILD_TABLES:
+            await db.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+        await db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+
+    async def _row(self, db: aiosqlite.Connection, session_id: str, now: float) -> Any:
+        """The session's row, dropping it first when it has expired."""
+        cur = await db.execute(
+            "SELECT last_active, lease_token, lease_event, lease_expires, summary, created, platform, turns "
+            "FROM sessions WHERE id = ?",
+            (session_id,),
+        )
+        row = await cur.fetchone()
+        if row is not None and row["last_active"] is not None and row["last_active"] + self.limits.idle_ttl <= now:
+            await self._drop(db, session_id)
+            return None
+        return row
+
+    async def begin_turn(self, key: SessionKey, *, event_id: str, window: int) -> TurnStart:
+        now = time.time()
+        sid = key.id
+        async with self._tx() as db:
+            row = await self._row(db, sid, now)
+            cur = await db.execute("SELECT 1 FROM seen WHERE session_id = ? AND event_id = ?", (sid, event_id))
+            if await cur.fetchone():
+                return TurnStart(ClaimStatus.DUPLICATE)
+            if row is not None and row["lease_token"] is not None and row["lease_expires"] > now:
+                if row["lease_event"] == event_id:
+                    return TurnStart(ClaimStatus.IN_PROGRESS)
+                return TurnStart(ClaimStatus.BUSY, retry_after=row["lease_expires"] - now)
+            token = await _scalar(db, "UPDATE fence SET token = token + 1 WHERE id = 1 RETURNING token")
+            await db.execute(
+                "INSERT INTO sessions (id, lease_token, lease_event, lease_expires) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET lease_token = excluded.lease_token, "
+                "lease_event = excluded.lease_event, lease_expires = excluded.lease_expires",
+                (sid, token, event_id, now + self.limits.lease_ttl),
+            )
+            cur = await db.execute(
+                "SELECT body FROM messages WHERE session_id = ? ORDER BY seq DESC LIMIT ?", (sid, max(window, 0))
+            )
+            bodies = [r[0] for r in await cur.fetchall()]
+        context = SessionContext(
+            messages=tuple(StoredMessage.from_json(b) for b in reversed(bodies)),
+            summary=row["summary"] if row is not None else None,
+            meta=_meta(row),
+        )
+        return TurnStart(ClaimStatus.ACQUIRED, Lease(key, token, event_id), context)
+
+    async def commit_turn(self, lease: Lease, messages: tuple[StoredMessage, ...], *, platform: str) -> None:
+        now = time.time()
+        sid = lease.key.id
+        async with self._tx() as db:
+            cur = await db.execute(
+                "SELECT lease_token, lease_event, lease_expires FROM sessions WHERE id = ?",
+                (sid,),
+            )
+            row = await cur.fetchone()
+            if row is None or (row[0], row[1]) != (lease.token, lease.event_id) or row[2] <= now:
+                raise LeaseLost(f"lease {lease.token} on session {sid} is no longer held")
+            last = await _scalar(db, "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE session_id = ?", (sid,))
+            await db.executemany(
+                "INSERT INTO messages (session_id, seq, body) VALUES (?, ?, ?)",
+                [(sid, last + i, m.to_json()) for i, m in enumerate(messages, start=1)],
+            )
+            await db.execute(
+                "DELETE FROM messages WHERE session_id = ? AND seq <= ?",
+                (sid, last + len(messages) - self.limits.max_messages),
+            )
+            await db.execute(
+                "UPDATE sessions SET created = COALESCE(created, ?), last_active = ?, platform = ?, turns = turns + 1, "
+                "lease_token = NULL, lease_event = NULL, lease_expires = NULL WHERE id = ?",
+                (now, now, platform, sid),
+            )
+            await db.executemany(
+                "INSERT OR IGNORE INTO session_users (session_id, user) VALUES (?, ?)",
+                [(sid, m.user) for m in messages if m.role == "user" and m.user],
+            )
+            await db.execute(
+                "INSERT OR REPLACE INTO seen (session_id, event_id, at) VALUES (?, ?, ?)", (sid, lease.event_id, now)
+            )
+            await db.execute("DELETE FROM seen WHERE session_id = ? AND at <= ?", (sid, now - self.limits.dedupe_ttl))
+
+    async def abort_turn(self, lease: Lease) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE sessions SET lease_token = NULL, lease_event = NULL, lease_expires = NULL "
+                "WHERE id = ? AND lease_token = ? AND lease_event = ?",
+                (lease.key.id, lease.token, lease.event_id),
+            )
+            # A session that never completed a turn leaves no trace.
+            await db.execute("DELETE FROM sessions WHERE id = ? AND last_active IS NULL", (lease.key.id,))
+
+    async def get(self, key: SessionKey) -> SessionRecord | None:
+        sid = key.id
+        async with self._tx() as db:
+            row = await self._row(db, sid, time.time())
+            meta = _meta(row)
+            if meta is None:
+                return None
+            cur = await db.execute("SELECT body FROM messages WHERE session_id = ? ORDER BY seq", (sid,))
+            bodies = [r[0] for r in await cur.fetchall()]
+            cur = await db.execute("SELECT user FROM session_users WHERE session_id = ? ORDER BY user", (sid,))
+            users = tuple(r[0] for r in await cur.fetchall())
+        return SessionRecord(
+            session_id=sid,
+            meta=meta,
+            users=users,
+            messages=tuple(StoredMessage.from_json(b) for b in bodies),
+            summary=row["summary"],
+        )
+
+    async def list_sessions(self) -> list[SessionRecord]:
+        await self.sweep()
+        async with self._tx() as db:
+            cur = await db.execute(
+                "SELECT s.id, s.created, s.last_active, s.platform, s.turns, s.summary, "
+                "(SELECT group_concat(user, char(0)) FROM session_users u WHERE u.session_id = s.id) "
+                "FROM sessions s WHERE s.last_active IS NOT NULL ORDER BY s.last_active DESC"
+            )
+            rows = await cur.fetchall()
+        return [
+            SessionRecord(
+                session_id=r[0],
+                meta=SessionMeta(created=r[1], last_active=r[2], platform=r[3], turns=r[4]),
+                users=tuple(sorted(r[6].split("\0"))) if r[6] else (),
+                messages=(),
+                summary=r[5],
+            )
+            for r in rows
+        ]
+
+    async def delete(self, key: SessionKey) -> bool:
+        async with self._tx() as db:
+            cur = await db.execute("SELECT last_active FROM sessions WHERE id = ?", (key.id,))
+            row = await cur.fetchone()
+            await self._drop(db, key.id)
+        return row is not None and row[0] is not None
+
+    async def sweep(self) -> int:
+        now = time.time()
+        async with self._tx() as db:
+            cur = await db.execute(
+                "SELECT id FROM sessions WHERE (last_active IS NOT NULL AND last_active <= ?) "
+                "OR (last_active IS NULL AND (lease_expires IS NULL OR lease_expires <= ?))",
+                (now - self.limits.idle_ttl, now),
+            )
+            expired = [r[0] for r in await cur.fetchall()]
+            for sid in expired:
+                await self._drop(db, sid)
+        return len(expired)
+
+    async def ping(self) -> None:
+        async with self._tx() as db:
+            await db.execute("SELECT 1")
+
+    async def aclose(self) -> None:
+        self._closed = True
+        async with self._lock:
+            if self._db is not None:
+                db, self._db = self._db, None
+                await db.close()

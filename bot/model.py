@@ -1,0 +1,64 @@
+"""The one place that builds the chat model from configuration, and maps its failures onto our error tree."""
+
+from __future__ import annotations
+
+import sys
+
+from langchain_core.language_models.chat_models import BaseChatModel
+
+from bot.config import Settings
+from bot.errors import ModelAuthError, ModelError, ModelRateLimited, ModelTimeout
+from bot.kb import KnowledgeBase
+from bot.offline import OfflineResponder
+
+# Local OpenAI-compatible servers (Ollama, vLLM, llama.cpp) ignore the key, but the client insists on one.
+_PLACEHOLDER_KEY = "not-needed"
+
+
+def build_chat_model(settings: Settings, kb: KnowledgeBase) -> BaseChatModel:
+    """``ChatOpenAI`` when an OpenAI-compatible endpoint is configured, else the offline responder."""
+    if not settings.llm_configured:
+        return OfflineResponder(kb=kb)
+    from langchain_openai import ChatOpenAI
+    from pydantic import SecretStr
+
+    secrets = settings.secrets
+    api_key = secrets.openai_api_key or SecretStr(_PLACEHOLDER_KEY)
+    return ChatOpenAI(
+        model=settings.llm.model,
+        temperature=settings.llm.temperature,
+        timeout=settings.llm.timeout,
+        max_retries=settings.llm.max_retries,
+        max_completion_tokens=settings.llm.max_tokens,
+        api_key=api_key,
+        base_url=secrets.openai_base_url,
+    )
+
+
+def describe_model(settings: Settings) -> str:
+    """A one-line description for banners and health output; never includes a secret."""
+    if not settings.llm_configured:
+        return "offline knowledge-base responder (no LLM configured)"
+    where = settings.secrets.openai_base_url or "api.openai.com"
+    return f"{settings.llm.model} at {where}"
+
+
+def translate_model_error(exc: Exception) -> ModelError:
+    """The most specific :class:`ModelError` for an exception raised by the model client."""
+    if isinstance(exc, ModelError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return ModelTimeout(f"the model did not answer in time: {exc}")
+    openai = sys.modules.get("openai")
+    if openai is not None:
+        if isinstance(exc, openai.APITimeoutError):
+            return ModelTimeout("the model did not answer in time")
+        if isinstance(exc, openai.RateLimitError):
+            return ModelRateLimited("the model provider is rate limiting us (HTTP 429)")
+        if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+            return ModelAuthError("the model provider rejected the API key")
+        if isinstance(exc, openai.APIStatusError):
+            return ModelError(f"the model provider answered HTTP {exc.status_code}")
+        if isinstance(exc, openai.APIConnectionError):
+            return ModelError("cannot reach the model provider")
+    return ModelError(f"the model failed: {type(exc).__name__}")

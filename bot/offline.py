@@ -1,0 +1,133 @@
+"""The offline responder: a LangChain chat model that needs no network.
+
+It answers from the knowledge base, chosen by BM25 relevance to the new message and to this session's
+earlier messages (which it reads from the prompt, so what it says comes from the session's memory), and it
+says plainly that no language model is configured and how to configure one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict
+
+from bot.kb import Hit, KnowledgeBase
+
+NOT_CONFIGURED_NOTE = (
+    "_No language model is configured, so this answer comes from the knowledge base. "
+    "Set OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server such as Ollama or vLLM) "
+    "for full answers._"
+)
+# Questions about the conversation itself rather than about a new problem.
+_RECALL = re.compile(
+    r"\b(earlier|before|previous(ly)?|remind|recap|so far|"
+    r"(did|have) i (say|said|tell|told|report|reported|mention|mentioned|ask|asked|write|wrote)|"
+    r"i (said|told|reported|mentioned|asked|wrote))\b",
+    re.IGNORECASE,
+)
+_QUOTE_CHARS = 160
+_RECAP_MESSAGES = 3
+_STEPS_CHARS = 900
+
+
+def _text(message: BaseMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return " ".join(part if isinstance(part, str) else str(part.get("text", "")) for part in content)
+
+
+def _quote(text: str) -> str:
+    flat = " ".join(text.split())
+    return f"“{flat[:_QUOTE_CHARS]}…”" if len(flat) > _QUOTE_CHARS else f"“{flat}”"
+
+
+def _article(kb: KnowledgeBase, hit: Hit) -> str:
+    section = kb.steps_for(hit.section)
+    body = section.body
+    if len(body) > _STEPS_CHARS:
+        body = body[:_STEPS_CHARS].rsplit("\n", 1)[0] + "\n…"
+    heading = "" if section.heading == section.article else f" — {section.heading}"
+    return f"From the help article **{section.article}**{heading}:\n\n{body}"
+
+
+class OfflineResponder(BaseChatModel):
+    """Answers from ``kb`` and the conversation in the prompt; deterministic and instant."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    kb: KnowledgeBase
+
+    @property
+    def _llm_type(self) -> str:
+        return "supportbot-offline"
+
+    def compose(self, messages: Sequence[BaseMessage]) -> str:
+        """The reply to the last human message of ``messages``, grounded in the earlier ones."""
+        humans = [_text(m) for m in messages if isinstance(m, HumanMessage)]
+        if not humans:
+            return "What can I help you with?\n\n" + NOT_CONFIGURED_NOTE
+        new, earlier = humans[-1], humans[:-1]
+        recall = bool(_RECALL.search(new))
+        parts: list[str] = []
+        if recall and earlier:
+            recap = "\n".join(f"- {_quote(t)}" for t in earlier[-_RECAP_MESSAGES:])
+            parts.append(f"Here is what you have told me in this conversation:\n{recap}")
+        elif recall:
+            parts.append("This conversation has no earlier messages yet. Tell me what is going wrong and I will help.")
+        elif earlier:
+            parts.append(f"(Earlier in this conversation you said {_quote(earlier[-1])}.)")
+        hits = [] if recall else self.kb.search(new, k=1)
+        if not hits and earlier:
+            hits = self.kb.search(" ".join(earlier[-_RECAP_MESSAGES:]), k=1)
+        if hits:
+            parts.append(_article(self.kb, hits[0]))
+        elif not recall:
+            topics = ", ".join(self.kb.articles) or "none are installed"
+            parts.append(f"I could not find a help article for that. Articles I know: {topics}.")
+        parts.append(NOT_CONFIGURED_NOTE)
+        return "\n\n".join(parts)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.compose(messages)))])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return self._generate(messages)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        for piece in re.findall(r"\S+\s*|\s+", self.compose(messages)):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        for chunk in self._stream(messages):
+            yield chunk

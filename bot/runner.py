@@ -1,0 +1,102 @@
+"""The runner owns every long-lived thing of ``supportbot serve``: store, bot, adapters, background tasks.
+
+It starts them in order and closes them in reverse order, giving in-flight turns a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+
+from bot.adapter import Adapter
+from bot.app import build_bot, build_store
+from bot.config import Settings, redact_url
+from bot.core import SupportBot
+from bot.errors import StoreUnavailable
+from bot.memory import SessionStore
+from bot.model import describe_model
+
+log = logging.getLogger("supportbot.runner")
+
+AdapterLoader = Callable[[str], type[Adapter]]
+
+
+async def sweep_forever(store: SessionStore, interval: float) -> None:
+    """Expire idle sessions of the embedded stores every ``interval`` seconds."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            removed = await store.sweep()
+        except StoreUnavailable as exc:
+            log.warning("expiry sweep failed: %s", exc)
+            continue
+        if removed:
+            log.info("expired %d idle sessions", removed)
+
+
+class Runner:
+    """Starts and stops one Supportbot process."""
+
+    def __init__(self, settings: Settings, *, names: list[str], load: AdapterLoader) -> None:
+        self.settings = settings
+        self._names = names
+        self._load = load
+        self.store: SessionStore | None = None
+        self.bot: SupportBot | None = None
+        self.adapters: list[Adapter] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, *, say: Callable[[str], None] = print) -> None:
+        """Open the store, build the bot, start every enabled adapter and the background tasks."""
+        self.store = build_store(self.settings)
+        self.bot = build_bot(self.settings, store=self.store)
+        say(f"store: {redact_url(self.settings.store_url)}")
+        say(f"model: {describe_model(self.settings)}")
+        for name in self._names:
+            adapter_cls = self._load(name)
+            on, line = adapter_cls.enabled(self.settings)
+            say(line)
+            if on:
+                adapter = adapter_cls(settings=self.settings)
+                await adapter.start(self.bot)
+                self.adapters.append(adapter)
+        sweep = sweep_forever(self.store, self.settings.memory.sweep_interval)
+        self._tasks.append(asyncio.create_task(sweep, name="supportbot-expiry-sweep"))
+
+    async def aclose(self) -> None:
+        """Stop adapters (newest first), let turns finish within ``server.shutdown_grace``, close the store."""
+        for adapter in reversed(self.adapters):
+            try:
+                await adapter.aclose()
+            except Exception:
+                log.exception("closing adapter %s failed", adapter.name)
+        self.adapters.clear()
+        if self.bot is not None:
+            await self.bot.aclose(grace=self.settings.server.shutdown_grace)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.store is not None:
+            await self.store.aclose()
+
+    async def serve(self, *, say: Callable[[str], None] = print) -> None:
+        """Run until SIGTERM or SIGINT, then shut down gracefully."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await self.start(say=say)
+            say("supportbot is running; press Ctrl+C to stop")
+            await stop.wait()
+            say("shutting down")
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await self.aclose()

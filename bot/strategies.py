@@ -1,0 +1,92 @@
+"""Memory strategies: how much of a session's history the model sees, and the prompt built from it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages.utils import count_tokens_approximately, trim_messages
+
+from bot.memory.base import SessionContext
+from bot.messages import StoredMessage
+
+
+class MemoryStrategy(Protocol):
+    """Chooses the window: how many messages to read, and which of them reach the prompt."""
+
+    name: str
+
+    @property
+    def load_size(self) -> int:
+        """Messages to read from the store per turn (the most recent ones)."""
+        ...
+
+    def select(self, history: Sequence[BaseMessage]) -> list[BaseMessage]:
+        """The part of ``history`` (oldest first) that goes into the prompt."""
+        ...
+
+
+class BufferStrategy:
+    """Everything the store keeps (up to ``memory.max_messages``)."""
+
+    name = "buffer"
+
+    def __init__(self, *, max_messages: int) -> None:
+        self._max = max_messages
+
+    @property
+    def load_size(self) -> int:
+        return self._max
+
+    def select(self, history: Sequence[BaseMessage]) -> list[BaseMessage]:
+        return list(history)
+
+
+class WindowStrategy:
+    """The last ``k`` messages, further cut to a token budget counted offline."""
+
+    name = "window"
+
+    def __init__(self, *, k: int, max_tokens: int) -> None:
+        self._k = k
+        self._max_tokens = max_tokens
+
+    @property
+    def load_size(self) -> int:
+        return self._k
+
+    def select(self, history: Sequence[BaseMessage]) -> list[BaseMessage]:
+        if not history:
+            return []
+        return trim_messages(
+            list(history),
+            max_tokens=self._max_tokens,
+            token_counter=count_tokens_approximately,
+            strategy="last",
+            start_on="human",
+            allow_partial=False,
+        )
+
+
+def to_langchain(message: StoredMessage) -> BaseMessage:
+    """A stored message as the LangChain message the model sees."""
+    if message.role == "user":
+        return HumanMessage(content=message.content)
+    return AIMessage(content=message.content)
+
+
+def build_prompt(
+    *,
+    system_prompt: str,
+    context: SessionContext,
+    text: str,
+    strategy: MemoryStrategy,
+) -> list[BaseMessage]:
+    """System prompt, summary (when present), the strategy's window of this session, then the new message."""
+    prompt: list[BaseMessage] = [SystemMessage(content=system_prompt)]
+    if context.summary:
+        prompt.append(SystemMessage(content=f"Summary of the earlier conversation:\n{context.summary}"))
+    prompt.extend(strategy.select([to_langchain(m) for m in context.messages]))
+    prompt.append(HumanMessage(content=text))
+    return prompt

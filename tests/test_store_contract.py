@@ -1,0 +1,212 @@
+"""One contract, every backend: memory, sqlite and a private redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from bot.errors import LeaseLost
+from bot.memory import ClaimStatus, Lease, SessionStore, StoreLimits
+from bot.messages import StoredMessage
+from bot.session import SessionKey
+from tests.conftest import StoreFactory, second_client
+
+KEY = SessionKey("slack", "T1", "C1", "1700000000.000100", "U1")
+OTHER = SessionKey("slack", "T1", "C1", "1700000000.000100", "U2")
+
+
+def pair(n: int, *, event: str | None = None) -> tuple[StoredMessage, StoredMessage]:
+    return (
+        StoredMessage("user", f"question {n}", float(n), user="U1", event_id=event or f"e{n}"),
+        StoredMessage("assistant", f"answer {n}", float(n) + 0.5),
+    )
+
+
+async def turn(store: SessionStore, key: SessionKey, n: int, *, window: int = 50) -> None:
+    start = await store.begin_turn(key, event_id=f"e{n}", window=window)
+    assert start.status is ClaimStatus.ACQUIRED and start.lease is not None
+    await store.commit_turn(start.lease, pair(n), platform=key.platform)
+
+
+async def test_new_session_starts_empty(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    start = await store.begin_turn(KEY, event_id="e1", window=10)
+    assert start.status is ClaimStatus.ACQUIRED
+    assert start.context is not None
+    assert start.context.messages == () and start.context.summary is None and start.context.meta is None
+
+
+async def test_committed_turns_come_back_in_order_within_the_window(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    for n in range(1, 6):
+        await turn(store, KEY, n)
+    start = await store.begin_turn(KEY, event_id="e6", window=4)
+    assert start.context is not None
+    assert [m.content for m in start.context.messages] == ["question 4", "answer 4", "question 5", "answer 5"]
+    assert start.context.meta is not None and start.context.meta.turns == 5
+    assert start.context.meta.platform == "slack"
+
+
+async def test_sessions_never_see_each_other(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    await turn(store, KEY, 1)
+    start = await store.begin_turn(OTHER, event_id="e1", window=10)
+    assert start.status is ClaimStatus.ACQUIRED, "the same event id in another session is a different delivery"
+    assert start.context is not None and start.context.messages == ()
+
+
+async def test_answered_delivery_is_a_duplicate(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    await turn(store, KEY, 1)
+    assert (await store.begin_turn(KEY, event_id="e1", window=10)).status is ClaimStatus.DUPLICATE
+
+
+async def test_delivery_in_progress_is_not_claimed_twice(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    first = await store.begin_turn(KEY, event_id="e1", window=10)
+    assert first.status is ClaimStatus.ACQUIRED
+    assert (await store.begin_turn(KEY, event_id="e1", window=10)).status is ClaimStatus.IN_PROGRESS
+    other = await store.begin_turn(KEY, event_id="e2", window=10)
+    assert other.status is ClaimStatus.BUSY and other.retry_after > 0
+
+
+async def test_aborted_turn_lets_a_redelivery_through_and_stores_nothing(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    first = await store.begin_turn(KEY, event_id="e1", window=10)
+    assert first.lease is not None
+    await store.abort_turn(first.lease)
+    again = await store.begin_turn(KEY, event_id="e1", window=10)
+    assert again.status is ClaimStatus.ACQUIRED
+    assert await store.get(KEY) is None
+
+
+async def test_expired_lease_is_fenced_out(store_factory: StoreFactory) -> None:
+    store = store_factory(StoreLimits(lease_ttl=0.2))
+    stale = await store.begin_turn(KEY, event_id="e1", window=10)
+    assert stale.lease is not None
+    await asyncio.sleep(0.3)
+    fresh = await store.begin_turn(KEY, event_id="e2", window=10)
+    assert fresh.status is ClaimStatus.ACQUIRED and fresh.lease is not None
+    assert fresh.lease.token > stale.lease.token
+    with pytest.raises(LeaseLost):
+        await store.commit_turn(stale.lease, pair(1), platform="slack")
+    await store.commit_turn(fresh.lease, pair(2), platform="slack")
+    record = await store.get(KEY)
+    assert record is not None
+    assert [m.content for m in record.messages] == ["question 2", "answer 2"]
+
+
+async def test_a_forged_lease_cannot_write(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    real = await store.begin_turn(KEY, event_id="e1", window=10)
+    assert real.lease is not None
+    with pytest.raises(LeaseLost):
+        await store.commit_turn(Lease(KEY, real.lease.token + 1, "e1"), pair(1), platform="slack")
+    with pytest.raises(LeaseLost):
+        await store.commit_turn(Lease(KEY, real.lease.token, "other"), pair(1), platform="slack")
+
+
+async def test_history_is_trimmed_to_max_messages(store_factory: StoreFactory) -> None:
+    store = store_factory(StoreLimits(max_messages=6))
+    for n in range(1, 11):
+        await turn(store, KEY, n)
+    record = await store.get(KEY)
+    assert record is not None
+    assert [m.content for m in record.messages] == [
+        "question 8", "answer 8", "question 9", "answer 9", "question 10", "answer 10",
+    ]  # fmt: skip
+    assert record.meta.turns == 10
+
+
+async def test_record_has_metadata_and_users(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    before = time.time()
+    await turn(store, KEY, 1)
+    start = await store.begin_turn(KEY, event_id="e2", window=10)
+    assert start.lease is not None
+    message = StoredMessage("user", "me too", 2.0, user="U9", event_id="e2")
+    await store.commit_turn(start.lease, (message,), platform="slack")
+    record = await store.get(KEY)
+    assert record is not None
+    assert record.session_id == KEY.id
+    assert record.users == ("U1", "U9")
+    assert before - 1 <= record.meta.created <= record.meta.last_active <= time.time() + 1
+    assert [s.session_id for s in await store.list_sessions()] == [KEY.id]
+
+
+async def test_list_is_most_recent_first(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    await turn(store, KEY, 1)
+    await asyncio.sleep(0.01)
+    await turn(store, OTHER, 1)
+    assert [s.session_id for s in await store.list_sessions()] == [OTHER.id, KEY.id]
+
+
+async def test_delete_forgets_the_session_and_its_deliveries(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    await turn(store, KEY, 1)
+    await turn(store, OTHER, 1)
+    assert await store.delete(KEY) is True
+    assert await store.get(KEY) is None
+    assert await store.delete(KEY) is False
+    assert (await store.begin_turn(KEY, event_id="e1", window=10)).status is ClaimStatus.ACQUIRED
+    assert await store.get(OTHER) is not None
+
+
+async def test_idle_sessions_expire_and_activity_keeps_them(store_factory: StoreFactory) -> None:
+    store = store_factory(StoreLimits(idle_ttl=1.0))
+    await turn(store, KEY, 1)
+    await turn(store, OTHER, 1)
+    for n in range(2, 5):
+        await asyncio.sleep(0.4)
+        await turn(store, KEY, n)  # keeps KEY alive past OTHER's deadline
+    await store.sweep()
+    assert await store.get(OTHER) is None
+    record = await store.get(KEY)
+    assert record is not None and record.meta.turns == 4
+    assert [s.session_id for s in await store.list_sessions()] == [KEY.id]
+    fresh = await store.begin_turn(OTHER, event_id="e1", window=10)
+    assert fresh.status is ClaimStatus.ACQUIRED, "an expired session's deliveries are forgotten with it"
+    assert fresh.context is not None and fresh.context.messages == ()
+
+
+async def test_dedupe_memory_is_bounded_in_time(store_factory: StoreFactory) -> None:
+    store = store_factory(StoreLimits(dedupe_ttl=0.2))
+    await turn(store, KEY, 1)
+    await asyncio.sleep(0.3)
+    await turn(store, KEY, 2)  # the save of a later turn drops delivery ids older than dedupe_ttl
+    assert (await store.begin_turn(KEY, event_id="e1", window=10)).status is ClaimStatus.ACQUIRED
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "a\x00b", "emoji 🧑‍💻 and 漢字", "\ufffd", 'quote " and \\ backslash', "x" * 100_000, "line\nbreaks\r\n"],
+)
+async def test_message_text_round_trips(store_factory: StoreFactory, text: str) -> None:
+    store = store_factory()
+    start = await store.begin_turn(KEY, event_id="e1", window=10)
+    assert start.lease is not None
+    await store.commit_turn(start.lease, (StoredMessage("user", text, 1.0, user="U1"),), platform="slack")
+    record = await store.get(KEY)
+    assert record is not None and record.messages[0].content == text
+
+
+async def test_two_clients_share_leases(backend: str, store_factory: StoreFactory) -> None:
+    one = store_factory()
+    two = second_client(backend, store_factory, one)
+    held = await one.begin_turn(KEY, event_id="e1", window=10)
+    assert held.lease is not None
+    assert (await two.begin_turn(KEY, event_id="e2", window=10)).status is ClaimStatus.BUSY
+    await one.commit_turn(held.lease, pair(1), platform="slack")
+    after = await two.begin_turn(KEY, event_id="e2", window=10)
+    assert after.status is ClaimStatus.ACQUIRED and after.context is not None
+    assert [m.content for m in after.context.messages] == ["question 1", "answer 1"]
+
+
+async def test_ping_and_idempotent_close(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    await store.ping()
+    await store.aclose()
+    await store.aclose()
