@@ -43,9 +43,11 @@ def build_bot(settings: Settings, *, store: SessionStore | None = None) -> Suppo
         max_message_chars=settings.memory.max_message_chars,
         lease_wait=settings.memory.lease_wait,
     )
+    chat_model = build_chat_model(settings, kb)
     return SupportBot(
         store=store or build_store(settings),
-        model=build_chat_model(settings, kb),
+        model=chat_model.model,
         options=options,
         strategy=build_strategy(settings),
+        resources=chat_model.resources,
     )

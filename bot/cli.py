@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import logging
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -100,7 +101,11 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 @click.pass_context
 def chat(ctx: click.Context, session_name: str) -> None:
     """Chat in the terminal on the configured store and model. Reads stdin line by line."""
-    _run(_chat(_settings(ctx), session_name))
+    settings = _settings(ctx)
+    if settings.log.level == "INFO":
+        # A log line per turn is noise between the answers of a terminal chat.
+        logging.getLogger().setLevel(logging.WARNING)
+    _run(_chat(settings, session_name))
 
 
 def _cli_message(session: str, text: str) -> IncomingMessage:

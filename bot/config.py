@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot import constants
 from bot.errors import ConfigError
@@ -130,6 +132,20 @@ class Secrets(BaseModel):
         )
 
 
+_ENVIRONMENT: ContextVar[Mapping[str, str]] = ContextVar("supportbot_environment", default=os.environ)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading a given mapping instead of the process environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environment: Mapping[str, str]) -> None:
+        self._environment = environment
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name.lower(): value for name, value in self._environment.items()}
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`load_settings`."""
 
@@ -154,8 +170,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The YAML file arrives as init values; SUPPORTBOT_* variables beat it.
-        return env_settings, init_settings
+        # The YAML file arrives as init values; SUPPORTBOT_* variables of the environment given to
+        # load_settings beat it.
+        return _MappingEnvSource(settings_cls, _ENVIRONMENT.get()), init_settings
 
     @property
     def store_url(self) -> str:
@@ -243,8 +260,11 @@ def load_settings(path: str | os.PathLike[str] | None = None, *, env: dict[str, 
         if not port.isdigit() or not 0 <= int(port) <= 65_535:
             raise ConfigError(f"PORT: expected a port number 0-65535, got {port!r}")
         data = {**data, "server": {**(data.get("server") or {}), "port": int(port)}}
+    token = _ENVIRONMENT.set(env)
     try:
         settings = Settings(**data, secrets=Secrets.from_env(env))
     except ValidationError as exc:
         raise ConfigError(_describe(exc, str(config_path))) from None
+    finally:
+        _ENVIRONMENT.reset(token)
     return settings

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from langchain_core.language_models.chat_models import BaseChatModel
@@ -16,7 +16,7 @@ from bot.constants import LEASE_RETRY_MAX_S, LEASE_RETRY_MIN_S, LEASE_WAIT_S, MA
 from bot.errors import InvalidMessage, LeaseLost, ModelError, SessionBusy, StoreUnavailable
 from bot.memory.base import ClaimStatus, Lease, SessionStore, TurnStart
 from bot.messages import IncomingMessage, Reply, ReplyKind, StoredMessage, clean_text
-from bot.model import translate_model_error
+from bot.model import AsyncClosable, translate_model_error
 from bot.session import Scope, SessionKey, session_key_for
 from bot.strategies import MemoryStrategy, WindowStrategy, build_prompt
 
@@ -102,9 +102,11 @@ class SupportBot:
         model: BaseChatModel,
         options: CoreOptions,
         strategy: MemoryStrategy | None = None,
+        resources: Sequence[AsyncClosable] = (),
     ) -> None:
         self.store = store
         self.model = model
+        self._resources = tuple(resources)
         self.options = options
         self.strategy = strategy or WindowStrategy(k=20, max_tokens=3_000)
         self._locks = _SessionLocks()
@@ -299,7 +301,10 @@ class SupportBot:
         return await self.store.delete(key)
 
     async def aclose(self, *, grace: float = 10.0) -> None:
-        """Stop taking messages, let in-flight turns finish for up to ``grace`` seconds, then cancel the rest."""
+        """Stop taking messages, let in-flight turns finish for up to ``grace`` seconds, then cancel the rest.
+
+        Closes the model's connections; the store belongs to whoever opened it.
+        """
         self._closing = True
         if self._turns:
             _, pending = await asyncio.wait(set(self._turns), timeout=grace)
@@ -307,3 +312,6 @@ class SupportBot:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+        resources, self._resources = self._resources, ()
+        for resource in resources:
+            await resource.aclose()

@@ -49,5 +49,5 @@ def configure_logging(*, level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "openai", "aiosqlite", "asyncio"):
+    for noisy in ("httpx", "httpcore", "openai", "aiosqlite", "asyncio", "bm25s"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from typing import Protocol
 
 from langchain_core.language_models.chat_models import BaseChatModel
 
@@ -15,16 +17,38 @@ from bot.offline import OfflineResponder
 _PLACEHOLDER_KEY = "not-needed"
 
 
-def build_chat_model(settings: Settings, kb: KnowledgeBase) -> BaseChatModel:
+class AsyncClosable(Protocol):
+    """Anything with an async ``aclose()``: HTTP clients the model owns."""
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChatModel:
+    """A chat model and the connections it owns, which its owner closes at shutdown."""
+
+    model: BaseChatModel
+    resources: tuple[AsyncClosable, ...] = ()
+
+    async def aclose(self) -> None:
+        """Close the owned connections."""
+        for resource in self.resources:
+            await resource.aclose()
+
+
+def build_chat_model(settings: Settings, kb: KnowledgeBase) -> ChatModel:
     """``ChatOpenAI`` when an OpenAI-compatible endpoint is configured, else the offline responder."""
     if not settings.llm_configured:
-        return OfflineResponder(kb=kb)
+        return ChatModel(OfflineResponder(kb=kb, top_k=settings.kb.top_k))
+    import openai
     from langchain_openai import ChatOpenAI
     from pydantic import SecretStr
 
     secrets = settings.secrets
     api_key = secrets.openai_api_key or SecretStr(_PLACEHOLDER_KEY)
-    return ChatOpenAI(
+    # Our own client, so the bot can close its connections instead of leaving them to a process-wide cache.
+    http_client = openai.DefaultAsyncHttpxClient()
+    model = ChatOpenAI(
         model=settings.llm.model,
         temperature=settings.llm.temperature,
         timeout=settings.llm.timeout,
@@ -32,7 +56,9 @@ def build_chat_model(settings: Settings, kb: KnowledgeBase) -> BaseChatModel:
         max_completion_tokens=settings.llm.max_tokens,
         api_key=api_key,
         base_url=secrets.openai_base_url,
+        http_async_client=http_client,
     )
+    return ChatModel(model, (http_client,))
 
 
 def describe_model(settings: Settings) -> str:

@@ -63,6 +63,7 @@ class OfflineResponder(BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     kb: KnowledgeBase
+    top_k: int = 2  # articles considered; the best is shown, the others are named as "see also"
 
     @property
     def _llm_type(self) -> str:
@@ -83,11 +84,14 @@ class OfflineResponder(BaseChatModel):
             parts.append("This conversation has no earlier messages yet. Tell me what is going wrong and I will help.")
         elif earlier:
             parts.append(f"(Earlier in this conversation you said {_quote(earlier[-1])}.)")
-        hits = [] if recall else self.kb.search(new, k=1)
+        hits = [] if recall else self.kb.search(new, k=self.top_k * 4)
         if not hits and earlier:
-            hits = self.kb.search(" ".join(earlier[-_RECAP_MESSAGES:]), k=1)
+            hits = self.kb.search(" ".join(earlier[-_RECAP_MESSAGES:]), k=self.top_k * 4)
         if hits:
             parts.append(_article(self.kb, hits[0]))
+            related = list(dict.fromkeys(h.section.article for h in hits))[1 : self.top_k]
+            if related:
+                parts.append("See also: " + ", ".join(f"**{title}**" for title in related) + ".")
         elif not recall:
             topics = ", ".join(self.kb.articles) or "none are installed"
             parts.append(f"I could not find a help article for that. Articles I know: {topics}.")

@@ -52,7 +52,7 @@ def counting_client(url: str) -> tuple[aioredis.Redis, type[CountingConnection]]
     """A client on ``url`` whose round trips are counted in the returned class's ``sends``."""
     counter = type("Counter", (CountingConnection,), {"sends": 0})
     pool = ConnectionPool.from_url(url, connection_class=counter, decode_responses=True)
-    return aioredis.Redis(connection_pool=pool), counter
+    return aioredis.Redis.from_pool(pool), counter
 
 
 def make_store(backend: str, *, tmp_path: Path, redis_url: str | None, limits: StoreLimits) -> SessionStore:
