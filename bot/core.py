@@ -13,7 +13,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
 from bot.constants import LEASE_RETRY_MAX_S, LEASE_RETRY_MIN_S, LEASE_WAIT_S, MAX_MESSAGE_CHARS
-from bot.errors import InvalidMessage, LeaseLost, ModelError, SessionBusy, StoreUnavailable
+from bot.errors import InvalidMessage, LeaseLost, ModelError, SessionBusy, ShuttingDown, StoreUnavailable
 from bot.memory.base import ClaimStatus, Lease, SessionStore, TurnStart
 from bot.messages import IncomingMessage, Reply, ReplyKind, StoredMessage, clean_text
 from bot.model import AsyncClosable, translate_model_error
@@ -123,7 +123,11 @@ class SupportBot:
         return session_key_for(msg, self.options.scope)
 
     async def handle(self, msg: IncomingMessage) -> Reply | None:
-        """Answer ``msg`` once. ``None`` means this delivery was already answered (or is being answered)."""
+        """Answer ``msg`` once. ``None`` means this delivery was already answered (or is being answered).
+
+        Raises:
+            ShuttingDown: :meth:`aclose` has begun; the platform should redeliver to another process.
+        """
         return await asyncio.shield(self._spawn(msg, None))
 
     async def stream(self, msg: IncomingMessage) -> AsyncIterator[str]:
@@ -138,11 +142,13 @@ class SupportBot:
 
         task = self._spawn(msg, sink)
         task.add_done_callback(lambda _: queue.put_nowait(None))
+        streamed = False
         while (chunk := await queue.get()) is not None:
+            streamed = True
             yield chunk
         reply = await asyncio.shield(task)
         if reply is not None and reply.kind is ReplyKind.NOTICE:
-            yield reply.text
+            yield f"\n\n_({reply.text})_" if streamed else reply.text
 
     @property
     def in_flight(self) -> int:
@@ -151,7 +157,7 @@ class SupportBot:
 
     def _spawn(self, msg: IncomingMessage, sink: Sink | None) -> asyncio.Task[Reply | None]:
         if self._closing:
-            raise RuntimeError("the bot is shutting down and takes no new messages")
+            raise ShuttingDown("the bot is shutting down and takes no new messages")
         self._turn_counter += 1
         task = asyncio.get_running_loop().create_task(
             self._turn(msg, sink), name=f"supportbot-turn-{self._turn_counter}:{msg.platform}:{msg.event_id}"
@@ -235,8 +241,6 @@ class SupportBot:
                 return None
         except StoreUnavailable as exc:
             log.error("could not save the turn of session %s: %s", key.id, exc, extra={"session_id": key.id})
-            if sink is not None:
-                await sink("\n\n_(" + MEMORY_UNAVAILABLE_REPLY + ")_")
             return Reply(MEMORY_UNAVAILABLE_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
         finally:
             if lease is not None:

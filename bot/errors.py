@@ -9,6 +9,7 @@
     │   ├── StoreUnavailable     the store cannot be reached or answered with an error
     │   └── LeaseLost            the session's lease expired and another holder took it (fencing)
     ├── SessionBusy              the session stayed leased by another process past the wait limit
+    ├── ShuttingDown             the bot is closing and takes no new messages
     └── ModelError               the chat model failed
         ├── ModelTimeout
         ├── ModelRateLimited
@@ -44,6 +45,10 @@ class LeaseLost(StoreError):
 
 class SessionBusy(SupportbotError):
     """Another process held the session's lease for longer than the turn was willing to wait."""
+
+
+class ShuttingDown(SupportbotError):
+    """The bot is closing: in-flight turns finish, new ones are refused."""
 
 
 class ModelError(SupportbotError):

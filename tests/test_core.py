@@ -3,32 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from bot.core import (
     EMPTY_MESSAGE_REPLY,
     INVALID_MESSAGE_REPLY,
+    MEMORY_UNAVAILABLE_REPLY,
     MODEL_FAILED_REPLY,
     STREAM_BROKEN_NOTE,
 )
+from bot.errors import ShuttingDown
 from bot.memory import ClaimStatus, SessionStore, StoreLimits
-from bot.messages import ReplyKind
-from bot.session import Scope
+from bot.memory.redis import RedisStore
+from bot.messages import IncomingMessage, ReplyKind
+from bot.session import Scope, session_key_for
 from bot.strategies import BufferStrategy
 from tests.conftest import StoreFactory, second_client
 from tests.fakes.models import RecordingModel
 from tests.fakes.openai_server import FakeOpenAI
 from tests.helpers import make_bot, message, openai_model
+from tests.redis_server import RedisServer
 
 
-async def history(store: SessionStore, bot_key_msg: object) -> list[str]:
-    from bot.messages import IncomingMessage
-
-    assert isinstance(bot_key_msg, IncomingMessage)
-    from bot.session import session_key_for
-
-    record = await store.get(session_key_for(bot_key_msg, Scope.THREAD_USER))
+async def history(store: SessionStore, msg: IncomingMessage) -> list[str]:
+    """The stored contents of ``msg``'s session under the default scope."""
+    record = await store.get(session_key_for(msg, Scope.THREAD_USER))
     return [m.content for m in record.messages] if record else []
 
 
@@ -286,3 +287,35 @@ async def test_scopes_decide_who_shares_a_thread(store_factory: StoreFactory) ->
     assert [m.text for m in shared.prompts[-1][1:]] == ["dm from bob"], "direct messages are always per user"
     await bot_user.aclose()
     await bot_thread.aclose()
+
+
+def stop_soon(server: RedisServer) -> None:
+    time.sleep(0.1)
+    server.stop()
+
+
+async def test_a_store_failing_after_a_streamed_answer_adds_one_notice(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    server = RedisServer(tmp_path_factory.mktemp("stream-store-down"), appendonly=False)
+    server.start()
+    store = RedisStore.from_url(server.url, socket_timeout=1.0, socket_connect_timeout=0.5)
+    bot = make_bot(store, RecordingModel(delay=0.3))
+    try:
+        stream = bot.stream(message("my laptop will not turn on"))
+        stopper = asyncio.get_running_loop().run_in_executor(None, stop_soon, server)
+        text = "".join([c async for c in stream])
+        await stopper
+        assert text.startswith("reply to my laptop")
+        assert text.count(MEMORY_UNAVAILABLE_REPLY) == 1 and text.endswith(f"_({MEMORY_UNAVAILABLE_REPLY})_")
+    finally:
+        await bot.aclose()
+        await store.aclose()
+        server.stop()
+
+
+async def test_a_closing_bot_refuses_new_messages(store_factory: StoreFactory) -> None:
+    bot = make_bot(store_factory(), RecordingModel())
+    await bot.aclose()
+    with pytest.raises(ShuttingDown):
+        await bot.handle(message("hello"))
