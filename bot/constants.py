@@ -15,3 +15,6 @@ MAX_MESSAGES = 200  # messages kept per session
 WINDOW_MESSAGES = 20  # messages shown to the model by the window strategy
 MAX_MESSAGE_CHARS = 8_000  # longer user messages are cut, with a visible note
 MAX_ID_CHARS = 512  # longest platform id accepted in a session key component
+
+REDIS_MAX_CONNECTIONS = 64  # per process; turns beyond it wait for a free connection
+REDIS_POOL_WAIT_S = 10.0  # 10 s a turn waits for a free Redis connection before "memory unavailable"

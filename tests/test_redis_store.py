@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from redis.cluster import key_slot
 
@@ -114,3 +116,12 @@ async def test_redis_down_gets_a_polite_reply_and_recovery_keeps_acknowledged_tu
         await bot.aclose()
         await store.aclose()
         server.stop()
+
+
+async def test_a_burst_beyond_the_connection_pool_queues_instead_of_failing(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url, max_connections=4)
+    bot = make_bot(store, RecordingModel(delay=0.01))
+    replies = await asyncio.gather(*(bot.handle(message(f"q{i}", channel=f"c{i}")) for i in range(200)))
+    assert all(r is not None and r.kind is ReplyKind.ANSWER for r in replies)
+    await bot.aclose()
+    await store.aclose()

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from bot.constants import REDIS_MAX_CONNECTIONS, REDIS_POOL_WAIT_S
 from bot.errors import LeaseLost, StoreUnavailable
 from bot.memory.base import (
     ClaimStatus,
@@ -114,11 +115,25 @@ class RedisStore:
         self._closed = False
 
     @classmethod
-    def from_url(cls, url: str, *, limits: StoreLimits | None = None, **client_options: Any) -> RedisStore:
-        """Connect lazily to ``url`` (``redis://`` or ``rediss://``)."""
+    def from_url(
+        cls,
+        url: str,
+        *,
+        limits: StoreLimits | None = None,
+        max_connections: int = REDIS_MAX_CONNECTIONS,
+        **client_options: Any,
+    ) -> RedisStore:
+        """Connect lazily to ``url`` (``redis://`` or ``rediss://``).
+
+        A blocking pool: when every connection is busy a turn waits for one (up to ``REDIS_POOL_WAIT_S``) instead
+        of failing, so a burst of concurrent turns queues rather than getting "memory unavailable".
+        """
         options: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0, "health_check_interval": 30}
         options.update(client_options)
-        return cls(aioredis.Redis.from_url(url, decode_responses=True, **options), limits=limits)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, decode_responses=True, max_connections=max_connections, timeout=REDIS_POOL_WAIT_S, **options
+        )
+        return cls(aioredis.Redis.from_pool(pool), limits=limits)
 
     async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
         try:
