@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEV_STAMP := $(VENV)/.dev-installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: install run serve chat test test-slow lint format bench clean
+.PHONY: install run chat test lint format bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,10 @@ $(BENCH_STAMP): pyproject.toml | $(PY)
 install: $(DEV_STAMP)
 
 run: $(DEV_STAMP)
-	$(VENV)/bin/supportbot chat
-
-serve: $(DEV_STAMP)
 	$(VENV)/bin/supportbot serve
+
+chat: $(DEV_STAMP)
+	$(VENV)/bin/supportbot chat
 
 test: $(DEV_STAMP)
 	$(PY) -m pytest

@@ -37,6 +37,7 @@ _SECRET_KEYS = {
     "token": "the platform's *_TOKEN variable",
     "bot_token": "SLACK_BOT_TOKEN / DISCORD_TOKEN",
     "signing_secret": "SLACK_SIGNING_SECRET",
+    "api_token": "SUPPORTBOT_WEB_TOKEN",
 }
 
 
@@ -102,6 +103,11 @@ class ServerSettings(_Section):
     shutdown_grace: Duration = 20.0
 
 
+class WebSettings(_Section):
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = Field(default=65_536, ge=1_024, le=10_485_760)
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -115,6 +121,7 @@ class Secrets(BaseModel):
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     redis_url: SecretStr | None = None
+    web_token: SecretStr | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Secrets:
@@ -124,11 +131,15 @@ class Secrets(BaseModel):
             value = env.get(name, "").strip()
             return value or None
 
-        key, redis_url = get("OPENAI_API_KEY"), get("REDIS_URL")
+        def secret(name: str) -> SecretStr | None:
+            value = get(name)
+            return SecretStr(value) if value else None
+
         return cls(
-            openai_api_key=SecretStr(key) if key else None,
+            openai_api_key=secret("OPENAI_API_KEY"),
             openai_base_url=get("OPENAI_BASE_URL"),
-            redis_url=SecretStr(redis_url) if redis_url else None,
+            redis_url=secret("REDIS_URL"),
+            web_token=secret("SUPPORTBOT_WEB_TOKEN"),
         )
 
 
@@ -158,6 +169,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     kb: KBSettings = KBSettings()
     server: ServerSettings = ServerSettings()
+    web: WebSettings = WebSettings()
     log: LogSettings = LogSettings()
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
 

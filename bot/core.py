@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from bot.constants import LEASE_RETRY_MAX_S, LEASE_RETRY_MIN_S, LEASE_WAIT_S, MA
 from bot.errors import InvalidMessage, LeaseLost, ModelError, SessionBusy, ShuttingDown, StoreUnavailable
 from bot.memory.base import ClaimStatus, Lease, SessionStore, TurnStart
 from bot.messages import IncomingMessage, Reply, ReplyKind, StoredMessage, clean_text
+from bot.metrics import TurnMetrics
 from bot.model import AsyncClosable, translate_model_error
 from bot.session import Scope, SessionKey, session_key_for
 from bot.strategies import MemoryStrategy, WindowStrategy, build_prompt
@@ -79,6 +81,11 @@ class _SessionLocks:
         return len(self._locks)
 
 
+def _error_kind(exc: Exception) -> str:
+    """``ModelRateLimited`` -> ``model_rate_limited``: the label of an error in the metrics."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+
+
 def prepare_text(text: str, *, limit: int) -> str:
     """Clean ``text`` and cut it to ``limit`` characters with a visible note saying so."""
     text = clean_text(text).strip()
@@ -103,8 +110,10 @@ class SupportBot:
         options: CoreOptions,
         strategy: MemoryStrategy | None = None,
         resources: Sequence[AsyncClosable] = (),
+        metrics: TurnMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or TurnMetrics()
         self.model = model
         self._resources = tuple(resources)
         self.options = options
@@ -174,17 +183,23 @@ class SupportBot:
         try:
             key = self.session_key(msg)
         except InvalidMessage as exc:
+            self._count_error(exc)
             log.warning("rejected message %s from %s: %s", msg.event_id, msg.platform, exc)
             return Reply(INVALID_MESSAGE_REPLY, "", msg.event_id, ReplyKind.NOTICE)
         lock = await self._locks.acquire(key.id)
+        self.metrics.active_sessions.set(len(self._locks))
         try:
-            reply = await self._locked_turn(msg, key, text, sink)
-        except Exception:
+            reply = await self._locked_turn(msg, key, text, sink, started=started)
+        except Exception as exc:
+            self._count_error(exc)
             log.exception("turn failed for session %s", key.id, extra={"session_id": key.id})
             reply = Reply(INTERNAL_ERROR_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
         finally:
             self._locks.release(key.id, lock)
+            self.metrics.active_sessions.set(len(self._locks))
         if reply is not None:
+            self.metrics.turns.labels(msg.platform, reply.kind.value).inc()
+            self.metrics.turn_seconds.labels(msg.platform).observe(time.perf_counter() - started)
             log.info(
                 "turn done",
                 extra={
@@ -202,7 +217,8 @@ class SupportBot:
         deadline = time.monotonic() + self.options.lease_wait
         delay = LEASE_RETRY_MIN_S
         while True:
-            start = await self.store.begin_turn(key, event_id=event_id, window=self.strategy.load_size)
+            with self.metrics.store_seconds.labels("begin").time():
+                start = await self.store.begin_turn(key, event_id=event_id, window=self.strategy.load_size)
             if start.status is not ClaimStatus.BUSY:
                 return start
             remaining = deadline - time.monotonic()
@@ -211,16 +227,22 @@ class SupportBot:
             await asyncio.sleep(min(delay * (0.5 + random.random()), max(start.retry_after, 0.001), remaining))
             delay = min(delay * 2, LEASE_RETRY_MAX_S)
 
-    async def _locked_turn(self, msg: IncomingMessage, key: SessionKey, text: str, sink: Sink | None) -> Reply | None:
+    async def _locked_turn(
+        self, msg: IncomingMessage, key: SessionKey, text: str, sink: Sink | None, *, started: float
+    ) -> Reply | None:
         try:
             start = await self._begin(key, msg.event_id)
         except StoreUnavailable as exc:
+            self._count_error(exc)
             log.error("memory unavailable for session %s: %s", key.id, exc, extra={"session_id": key.id})
             return Reply(MEMORY_UNAVAILABLE_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
         except SessionBusy as exc:
+            self._count_error(exc)
             log.warning("%s", exc, extra={"session_id": key.id})
             return Reply(SESSION_BUSY_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
+        self.metrics.lock_wait_seconds.observe(time.perf_counter() - started)
         if start.status is not ClaimStatus.ACQUIRED:
+            self.metrics.duplicates.inc()
             log.info(
                 "duplicate delivery %s ignored (%s)", msg.event_id, start.status.value, extra={"session_id": key.id}
             )
@@ -231,15 +253,18 @@ class SupportBot:
             prompt = build_prompt(
                 system_prompt=self.options.system_prompt, context=start.context, text=text, strategy=self.strategy
             )
-            answer, kind = await self._ask(prompt, key, sink)
+            with self.metrics.model_seconds.time():
+                answer, kind = await self._ask(prompt, key, sink)
             user = StoredMessage("user", text, msg.timestamp, user=msg.user, event_id=msg.event_id)
             reply_message = StoredMessage("assistant", answer, time.time()) if answer else None
             messages = (user,) if reply_message is None else (user, reply_message)
             saved = await self._save(start.lease, messages, platform=msg.platform)
             lease = None
             if not saved:
+                self.metrics.duplicates.inc()
                 return None
         except StoreUnavailable as exc:
+            self._count_error(exc)
             log.error("could not save the turn of session %s: %s", key.id, exc, extra={"session_id": key.id})
             return Reply(MEMORY_UNAVAILABLE_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
         finally:
@@ -252,9 +277,12 @@ class SupportBot:
         parts: list[str] = []
         try:
             if sink is None:
-                parts.append((await self.model.ainvoke(prompt)).text)
+                result = await self.model.ainvoke(prompt)
+                self._count_tokens(result)
+                parts.append(result.text)
             else:
                 async for chunk in self.model.astream(prompt):
+                    self._count_tokens(chunk)
                     piece = chunk.text
                     if piece:
                         parts.append(piece)
@@ -265,6 +293,7 @@ class SupportBot:
             return answer, ReplyKind.ANSWER
         except Exception as exc:
             error = translate_model_error(exc)
+            self._count_error(error)
             log.error("model failed for session %s: %s", key.id, error, extra={"session_id": key.id})
             if sink is None:
                 return "", ReplyKind.FALLBACK
@@ -274,15 +303,26 @@ class SupportBot:
             await sink(MODEL_FAILED_REPLY)
             return "", ReplyKind.FALLBACK
 
+    def _count_tokens(self, message: BaseMessage) -> None:
+        usage = getattr(message, "usage_metadata", None)
+        if usage:
+            self.metrics.model_tokens.labels("input").inc(usage.get("input_tokens", 0))
+            self.metrics.model_tokens.labels("output").inc(usage.get("output_tokens", 0))
+
+    def _count_error(self, exc: Exception) -> None:
+        self.metrics.errors.labels(_error_kind(exc)).inc()
+
     async def _save(self, lease: Lease, messages: tuple[StoredMessage, ...], *, platform: str) -> bool:
         """Commit the turn; if the lease was fenced out meanwhile, take it again and append after the newer turn.
 
         Returns False when, meanwhile, another attempt answered the same delivery (so this reply must not be sent).
         """
         try:
-            await self.store.commit_turn(lease, messages, platform=platform)
+            with self.metrics.store_seconds.labels("commit").time():
+                await self.store.commit_turn(lease, messages, platform=platform)
             return True
-        except LeaseLost:
+        except LeaseLost as exc:
+            self._count_error(exc)
             log.warning("lease lost on session %s; saving the turn again", lease.key.id)
         start = await self._begin(lease.key, lease.event_id)
         if start.status is not ClaimStatus.ACQUIRED or start.lease is None:

@@ -20,9 +20,9 @@ from pydantic import ConfigDict
 from bot.kb import Hit, KnowledgeBase
 
 NOT_CONFIGURED_NOTE = (
-    "_No language model is configured, so this answer comes from the knowledge base. "
-    "Set OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server such as Ollama or vLLM) "
-    "for full answers._"
+    "Note: no language model is configured, so this answer comes from the knowledge base. "
+    "Set `OPENAI_API_KEY` (or `OPENAI_BASE_URL` for a local OpenAI-compatible server such as Ollama or vLLM) "
+    "for full answers."
 )
 # Questions about the conversation itself rather than about a new problem.
 _RECALL = re.compile(

@@ -67,15 +67,16 @@ class Runner:
         self._tasks.append(asyncio.create_task(sweep, name="supportbot-expiry-sweep"))
 
     async def aclose(self) -> None:
-        """Stop adapters (newest first), let turns finish within ``server.shutdown_grace``, close the store."""
+        """Refuse new turns and let in-flight ones finish within ``server.shutdown_grace``, then stop the
+        adapters (newest first, so replies still reach their users), then close the store."""
+        if self.bot is not None:
+            await self.bot.aclose(grace=self.settings.server.shutdown_grace)
         for adapter in reversed(self.adapters):
             try:
                 await adapter.aclose()
             except Exception:
                 log.exception("closing adapter %s failed", adapter.name)
         self.adapters.clear()
-        if self.bot is not None:
-            await self.bot.aclose(grace=self.settings.server.shutdown_grace)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

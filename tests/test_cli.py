@@ -120,7 +120,7 @@ def test_serve_answers_healthz_and_stops_on_sigterm(env: dict[str, str]) -> None
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
-        assert "web: on at http://" in out and "shutting down" in out
+        assert "web: on — chat at http://" in out and "shutting down" in out
     finally:
         if proc.poll() is None:
             proc.kill()

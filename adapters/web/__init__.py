@@ -1,0 +1,46 @@
+"""The web surface: the chat page, ``/api/*`` and the operations endpoints, served by aiohttp."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from aiohttp import web
+
+from adapters.web.app import create_app
+from bot.config import Settings
+from bot.core import SupportBot
+
+__all__ = ["WebAdapter", "create_app"]
+
+
+class WebAdapter:
+    """Serves every HTTP route on ``server.host:server.port`` (``PORT`` overrides)."""
+
+    name: ClassVar[str] = "web"
+
+    def __init__(self, *, settings: Settings) -> None:
+        self._settings = settings
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    @classmethod
+    def enabled(cls, settings: Settings) -> tuple[bool, str]:
+        server = settings.server
+        shown_host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
+        return (
+            True,
+            f"web: on — chat at http://{shown_host}:{server.port}/ (also /api/chat, /healthz, /readyz, /metrics)",
+        )
+
+    async def start(self, bot: SupportBot) -> None:
+        self._runner = web.AppRunner(create_app(bot, self._settings), access_log=None, shutdown_timeout=5.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._settings.server.host, self._settings.server.port)
+        await site.start()
+        addresses = self._runner.addresses
+        self.port = addresses[0][1] if addresses else self._settings.server.port
+
+    async def aclose(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()

@@ -1,0 +1,301 @@
+"""The HTTP surface: web chat page, ``/api/*``, health, readiness and metrics, on aiohttp.
+
+Web sessions live under platform ``web``: the browser's session id is the channel and the user, so no
+web client can ever name a Slack or Discord session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from bot import __version__
+from bot.config import Settings, redact_url
+from bot.core import SupportBot
+from bot.errors import ShuttingDown, StoreUnavailable
+from bot.messages import IncomingMessage
+from bot.model import describe_model
+from bot.session import SessionKey
+
+log = logging.getLogger("supportbot.web")
+
+BOT_KEY = web.AppKey("bot", SupportBot)
+SETTINGS_KEY = web.AppKey("settings", Settings)
+
+SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+PLATFORM = "web"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class BadRequest(Exception):
+    """A client error, answered as JSON with ``status`` and ``reason``."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def error_response(status: int, reason: str, **headers: str) -> web.Response:
+    return web.json_response({"error": reason}, status=status, headers=headers or None)
+
+
+def web_session_key(session_id: str) -> SessionKey:
+    """The store key of a browser session id."""
+    return SessionKey(platform=PLATFORM, workspace=None, channel=session_id, thread=None, user=session_id)
+
+
+def _check_session_id(value: Any) -> str:
+    if not isinstance(value, str):
+        raise BadRequest(400, "session_id must be a string")
+    if not SESSION_ID.match(value):
+        raise BadRequest(400, "session_id must be 8-64 characters of letters, digits, '-' or '_' (a UUID works)")
+    return value
+
+
+async def read_chat_request(request: web.Request) -> IncomingMessage:
+    """Validate a ``POST /api/chat`` body into an :class:`IncomingMessage`.
+
+    Raises:
+        BadRequest: the body is not what the route accepts; the reason says why.
+    """
+    if request.content_type != "application/json":
+        raise BadRequest(415, "send the body as JSON with Content-Type: application/json")
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BadRequest(400, "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest(400, 'the body must be a JSON object: {"session_id": "...", "message": "..."}')
+    session_id = _check_session_id(body.get("session_id"))
+    text = body.get("message")
+    if not isinstance(text, str):
+        raise BadRequest(400, "message must be a string")
+    if not text.strip():
+        raise BadRequest(400, "message must not be empty")
+    message_id = body.get("message_id")
+    if message_id is not None and (not isinstance(message_id, str) or not MESSAGE_ID.match(message_id)):
+        raise BadRequest(400, "message_id, when given, must be 1-128 characters of letters, digits, '-', '_', '.', ':'")
+    return IncomingMessage(
+        platform=PLATFORM,
+        workspace=None,
+        channel=session_id,
+        thread=None,
+        user=session_id,
+        text=text,
+        event_id=message_id or uuid.uuid4().hex,
+        is_direct=True,
+    )
+
+
+async def answered_before(bot: SupportBot, msg: IncomingMessage) -> str | None:
+    """The stored reply to a message answered earlier (a client retry), if there is one."""
+    record = await bot.store.get(web_session_key(msg.channel))
+    if record is None:
+        return None
+    messages = record.messages
+    for i, stored in enumerate(messages):
+        if stored.role == "user" and stored.event_id == msg.event_id:
+            following = messages[i + 1] if i + 1 < len(messages) else None
+            return following.content if following is not None and following.role == "assistant" else None
+    return None
+
+
+def _reply_body(msg: IncomingMessage, text: str, kind: str) -> dict[str, Any]:
+    return {"session_id": msg.channel, "message_id": msg.event_id, "reply": text, "kind": kind}
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    """``POST /api/chat``: answer one message, as JSON or, with ``Accept: text/event-stream``, as SSE."""
+    bot = request.app[BOT_KEY]
+    msg = await read_chat_request(request)
+    if "text/event-stream" in request.headers.get("Accept", ""):
+        return await _chat_stream(request, bot, msg)
+    reply = await bot.handle(msg)
+    if reply is None:
+        return await _duplicate(bot, msg)
+    return web.json_response(_reply_body(msg, reply.text, reply.kind.value))
+
+
+async def _duplicate(bot: SupportBot, msg: IncomingMessage) -> web.Response:
+    """A retried message_id: the stored answer, or 409 while the first attempt still runs."""
+    previous = await answered_before(bot, msg)
+    if previous is None:
+        return error_response(409, "this message_id is being answered right now; retry in a moment")
+    return web.json_response(_reply_body(msg, previous, "duplicate"))
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+async def _chat_stream(request: web.Request, bot: SupportBot, msg: IncomingMessage) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    parts: list[str] = []
+    stream = bot.stream(msg)
+    try:
+        async with contextlib.aclosing(stream):
+            async for chunk in stream:
+                if not response.prepared:
+                    await response.prepare(request)
+                parts.append(chunk)
+                await response.write(_sse("chunk", {"text": chunk}))
+    except ConnectionResetError:
+        # The tab went away; the turn finishes and is stored regardless.
+        return response
+    if not parts:
+        previous = await answered_before(bot, msg)
+        if previous is None:
+            return error_response(409, "this message_id is being answered right now; retry in a moment")
+        await response.prepare(request)
+        await response.write(_sse("chunk", {"text": previous}))
+        await response.write(_sse("done", _reply_body(msg, previous, "duplicate")))
+        return response
+    await response.write(_sse("done", _reply_body(msg, "".join(parts), "answer")))
+    await response.write_eof()
+    return response
+
+
+async def history(request: web.Request) -> web.Response:
+    """``GET /api/sessions/{id}/history``: a tab's conversation, to restore it after a reload."""
+    session_id = _check_session_id(request.match_info["session_id"])
+    record = await request.app[BOT_KEY].store.get(web_session_key(session_id))
+    messages = [{"role": m.role, "content": m.content, "ts": m.ts} for m in record.messages] if record else []
+    return web.json_response({"session_id": session_id, "messages": messages})
+
+
+async def info(request: web.Request) -> web.Response:
+    """``GET /api/info``: what the page shows in its header."""
+    settings = request.app[SETTINGS_KEY]
+    store = redact_url(settings.store_url).split("://", 1)[0]
+    return web.json_response(
+        {"name": settings.bot.name, "version": __version__, "store": store, "model": describe_model(settings)}
+    )
+
+
+async def index(request: web.Request) -> web.Response:
+    """``GET /``: the web chat page."""
+    page = resources.files("adapters.web").joinpath("static/index.html").read_text(encoding="utf-8")
+    return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process is up and serving HTTP."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the store answers and a model is set up. 503 with the reason otherwise."""
+    bot = request.app[BOT_KEY]
+    settings = request.app[SETTINGS_KEY]
+    try:
+        await bot.store.ping()
+    except StoreUnavailable as exc:
+        return web.json_response({"status": "unavailable", "reason": f"store: {exc}"}, status=503)
+    return web.json_response(
+        {"status": "ready", "store": redact_url(settings.store_url), "model": describe_model(settings)}
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition."""
+    body = request.app[BOT_KEY].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes JSON with a reason: client errors 4xx, shutdown 503, nothing leaks a trace."""
+    try:
+        return await handler(request)
+    except BadRequest as exc:
+        return error_response(exc.status, exc.reason)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SETTINGS_KEY].web.max_body_bytes
+        return error_response(413, f"the body is larger than {limit} bytes")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason, **{k: v for k, v in exc.headers.items() if k == "Allow"})
+    except ShuttingDown:
+        return error_response(503, "the server is restarting; retry in a moment", **{"Retry-After": "5"})
+    except StoreUnavailable as exc:
+        log.error("store unavailable: %s", exc)
+        return error_response(503, "memory is temporarily unavailable; retry in a moment", **{"Retry-After": "5"})
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(500, "internal error")
+
+
+def auth_middleware(token: str | None) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Require ``Authorization: Bearer <token>`` on ``/api/*`` when a token is configured."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if token is not None and request.path.startswith("/api/") and request.method != "OPTIONS":
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return error_response(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return check
+
+
+def cors_middleware(origins: tuple[str, ...]) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Answer preflights and add CORS headers for the allowed origins only."""
+    allowed = frozenset(origins)
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is None or origin not in allowed or not request.path.startswith("/api/"):
+            return await handler(request)
+        headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        if request.method == "OPTIONS":
+            headers.update(
+                {
+                    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                    "Access-Control-Allow-Headers": "Authorization, Content-Type, Accept",
+                    "Access-Control-Max-Age": "600",
+                }
+            )
+            return web.Response(status=204, headers=headers)
+        response = await handler(request)
+        if not response.prepared:
+            response.headers.update(headers)
+        return response
+
+    return cors
+
+
+def create_app(bot: SupportBot, settings: Settings) -> web.Application:
+    """The aiohttp application with every HTTP route."""
+    token = settings.secrets.web_token.get_secret_value() if settings.secrets.web_token else None
+    app = web.Application(
+        client_max_size=settings.web.max_body_bytes,
+        middlewares=[errors_as_json, cors_middleware(settings.web.cors_origins), auth_middleware(token)],
+    )
+    app[BOT_KEY] = bot
+    app[SETTINGS_KEY] = settings
+    app.router.add_get("/", index)
+    app.router.add_post("/api/chat", chat)
+    app.router.add_get("/api/info", info)
+    app.router.add_get("/api/sessions/{session_id}/history", history)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,48 @@
+"""Prometheus metrics of the turn pipeline, in a registry of their own (one per bot, so tests never collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Seconds; a turn spans a store round trip or two and a model call of up to a minute.
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class TurnMetrics:
+    """Counters, histograms and gauges the core updates on every turn."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.turns = Counter(
+            "supportbot_turns", "Turns answered, by platform and outcome.", ["platform", "kind"], registry=r
+        )
+        self.turn_seconds = Histogram(
+            "supportbot_turn_seconds", "Whole-turn latency.", ["platform"], buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.model_seconds = Histogram(
+            "supportbot_model_seconds", "Model call latency.", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.store_seconds = Histogram(
+            "supportbot_store_seconds", "Store call latency.", ["operation"], buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.active_sessions = Gauge(
+            "supportbot_active_sessions", "Sessions with a turn running or waiting in this process.", registry=r
+        )
+        self.model_tokens = Counter(
+            "supportbot_model_tokens", "Tokens reported by the model, by direction.", ["direction"], registry=r
+        )
+        self.errors = Counter("supportbot_errors", "Failures by kind.", ["kind"], registry=r)
+        self.duplicates = Counter(
+            "supportbot_duplicate_deliveries", "Deliveries ignored because they were already answered.", registry=r
+        )
+        self.lock_wait_seconds = Histogram(
+            "supportbot_lock_wait_seconds",
+            "Time a turn waited for its session (in-process lock and store lease).",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
