@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -27,4 +28,26 @@ class Adapter(Protocol):
 
     async def aclose(self) -> None:
         """Stop taking messages and disconnect. Idempotent."""
+        ...
+
+
+# (HTTP method, path, handler taking the server's request object)
+HttpRoute = tuple[str, str, Callable[[Any], Awaitable[Any]]]
+
+
+@runtime_checkable
+class ServesHttp(Protocol):
+    """An adapter that receives webhooks on the shared HTTP server (Slack's Events API)."""
+
+    def http_routes(self) -> Sequence[HttpRoute]:
+        """Routes to mount on the web server before it starts."""
+        ...
+
+
+@runtime_checkable
+class HostsHttp(Protocol):
+    """The adapter that runs the shared HTTP server."""
+
+    def add_routes(self, routes: Sequence[HttpRoute]) -> None:
+        """Mount other adapters' routes; called before :meth:`Adapter.start`."""
         ...

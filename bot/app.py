@@ -42,6 +42,8 @@ def build_bot(settings: Settings, *, store: SessionStore | None = None) -> Suppo
         scope=settings.memory.scope,
         max_message_chars=settings.memory.max_message_chars,
         lease_wait=settings.memory.lease_wait,
+        rate_limit_messages=settings.rate_limit.messages,
+        rate_limit_period=settings.rate_limit.period,
     )
     chat_model = build_chat_model(settings, kb)
     return SupportBot(

@@ -38,6 +38,7 @@ _SECRET_KEYS = {
     "bot_token": "SLACK_BOT_TOKEN / DISCORD_TOKEN",
     "signing_secret": "SLACK_SIGNING_SECRET",
     "api_token": "SUPPORTBOT_WEB_TOKEN",
+    "app_token": "SLACK_APP_TOKEN",
 }
 
 
@@ -108,6 +109,29 @@ class WebSettings(_Section):
     max_body_bytes: int = Field(default=65_536, ge=1_024, le=10_485_760)
 
 
+class RateLimitSettings(_Section):
+    messages: int = Field(default=20, ge=0)
+    period: Duration = 60.0
+
+
+class SlackSettings(_Section):
+    api_url: str = "https://slack.com/api/"
+    follow_threads: bool = True
+    channels: tuple[str, ...] = ()
+    stream: bool = True
+    command: str = Field(default="/helpdesk", pattern=r"^/[a-z0-9_-]{1,31}$")
+
+
+class DiscordSettings(_Section):
+    api_url: str = "https://discord.com/api/v10"
+    gateway_url: str = "wss://gateway.discord.gg/"
+    reply_in_thread: bool = True
+    follow_threads: bool = True
+    guilds: tuple[int, ...] = ()
+    channels: tuple[int, ...] = ()
+    shard_count: int | None = Field(default=None, ge=1)
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -122,6 +146,10 @@ class Secrets(BaseModel):
     openai_base_url: str | None = None
     redis_url: SecretStr | None = None
     web_token: SecretStr | None = None
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    discord_token: SecretStr | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Secrets:
@@ -140,6 +168,10 @@ class Secrets(BaseModel):
             openai_base_url=get("OPENAI_BASE_URL"),
             redis_url=secret("REDIS_URL"),
             web_token=secret("SUPPORTBOT_WEB_TOKEN"),
+            slack_bot_token=secret("SLACK_BOT_TOKEN"),
+            slack_signing_secret=secret("SLACK_SIGNING_SECRET"),
+            slack_app_token=secret("SLACK_APP_TOKEN"),
+            discord_token=secret("DISCORD_TOKEN"),
         )
 
 
@@ -170,6 +202,9 @@ class Settings(BaseSettings):
     kb: KBSettings = KBSettings()
     server: ServerSettings = ServerSettings()
     web: WebSettings = WebSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    slack: SlackSettings = SlackSettings()
+    discord: DiscordSettings = DiscordSettings()
     log: LogSettings = LogSettings()
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
 
@@ -250,6 +285,21 @@ def _describe(error: ValidationError, source: str) -> str:
     return f"{source}: " + "; ".join(problems)
 
 
+# Contract variables that set a (non-secret) key of the file.
+_NAMED_OVERRIDES = {
+    "SLACK_API_URL": ("slack", "api_url"),
+    "DISCORD_API_URL": ("discord", "api_url"),
+    "DISCORD_GATEWAY_URL": ("discord", "gateway_url"),
+}
+
+
+def _override(data: dict[str, Any], section: str, key: str, value: Any) -> dict[str, Any]:
+    current = data.get(section) or {}
+    if not isinstance(current, dict):
+        raise ConfigError(f"{section}: expected a mapping of keys")
+    return {**data, section: {**current, key: value}}
+
+
 def load_settings(path: str | os.PathLike[str] | None = None, *, env: dict[str, str] | None = None) -> Settings:
     """Read the YAML config and the environment.
 
@@ -271,7 +321,11 @@ def load_settings(path: str | os.PathLike[str] | None = None, *, env: dict[str, 
     if port:
         if not port.isdigit() or not 0 <= int(port) <= 65_535:
             raise ConfigError(f"PORT: expected a port number 0-65535, got {port!r}")
-        data = {**data, "server": {**(data.get("server") or {}), "port": int(port)}}
+        data = _override(data, "server", "port", int(port))
+    for variable, (section, key) in _NAMED_OVERRIDES.items():
+        value = env.get(variable, "").strip()
+        if value:
+            data = _override(data, section, key, value)
     token = _ENVIRONMENT.set(env)
     try:
         settings = Settings(**data, secrets=Secrets.from_env(env))

@@ -19,6 +19,7 @@ from bot.memory.base import ClaimStatus, Lease, SessionStore, TurnStart
 from bot.messages import IncomingMessage, Reply, ReplyKind, StoredMessage, clean_text
 from bot.metrics import TurnMetrics
 from bot.model import AsyncClosable, translate_model_error
+from bot.ratelimit import RateLimiter
 from bot.session import Scope, SessionKey, session_key_for
 from bot.strategies import MemoryStrategy, WindowStrategy, build_prompt
 
@@ -34,6 +35,9 @@ MEMORY_UNAVAILABLE_REPLY = (
     "Please send it again in a minute."
 )
 SESSION_BUSY_REPLY = "Sorry, I am still working on an earlier message in this conversation. Please try again shortly."
+RATE_LIMITED_REPLY = (
+    "You are sending messages faster than I can answer them. Please wait a minute, then send your question again."
+)
 INTERNAL_ERROR_REPLY = "Sorry, something went wrong on my side while answering. Please try again."
 STREAM_BROKEN_NOTE = "\n\n_(The answer was cut off because the model stopped responding. Please ask again.)_"
 
@@ -48,6 +52,8 @@ class CoreOptions:
     scope: Scope = Scope.THREAD_USER
     max_message_chars: int = MAX_MESSAGE_CHARS
     lease_wait: float = LEASE_WAIT_S
+    rate_limit_messages: int = 0  # per user per rate_limit_period; 0 = no limit
+    rate_limit_period: float = 60.0
 
 
 class _SessionLocks:
@@ -122,6 +128,7 @@ class SupportBot:
         self._turns: set[asyncio.Task[Reply | None]] = set()
         self._closing = False
         self._turn_counter = 0
+        self._rate_limiter = RateLimiter(messages=options.rate_limit_messages, period=options.rate_limit_period)
 
     def session_key(self, msg: IncomingMessage) -> SessionKey:
         """The session ``msg`` belongs to under the configured scope.
@@ -186,6 +193,10 @@ class SupportBot:
             self._count_error(exc)
             log.warning("rejected message %s from %s: %s", msg.event_id, msg.platform, exc)
             return Reply(INVALID_MESSAGE_REPLY, "", msg.event_id, ReplyKind.NOTICE)
+        if not self._rate_limiter.allow(f"{msg.platform}:{msg.workspace}:{msg.user}"):
+            self.metrics.errors.labels("rate_limited").inc()
+            log.info("rate limited %s user on session %s", msg.platform, key.id, extra={"session_id": key.id})
+            return Reply(RATE_LIMITED_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
         lock = await self._locks.acquire(key.id)
         self.metrics.active_sessions.set(len(self._locks))
         try:

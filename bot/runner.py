@@ -11,7 +11,7 @@ import logging
 import signal
 from collections.abc import Callable
 
-from bot.adapter import Adapter
+from bot.adapter import Adapter, HostsHttp, ServesHttp
 from bot.app import build_bot, build_store
 from bot.config import Settings, redact_url
 from bot.core import SupportBot
@@ -55,14 +55,22 @@ class Runner:
         self.bot = build_bot(self.settings, store=self.store)
         say(f"store: {redact_url(self.settings.store_url)}")
         say(f"model: {describe_model(self.settings)}")
+        enabled: list[Adapter] = []
         for name in self._names:
             adapter_cls = self._load(name)
             on, line = adapter_cls.enabled(self.settings)
             say(line)
             if on:
-                adapter = adapter_cls(settings=self.settings)
-                await adapter.start(self.bot)
-                self.adapters.append(adapter)
+                enabled.append(adapter_cls(settings=self.settings))
+        routes = [route for a in enabled if isinstance(a, ServesHttp) for route in a.http_routes()]
+        hosts = [a for a in enabled if isinstance(a, HostsHttp)]
+        if routes and not hosts:
+            raise RuntimeError("an adapter needs the HTTP server, but no adapter runs one")
+        for host in hosts:
+            host.add_routes(routes)
+        for adapter in enabled:
+            await adapter.start(self.bot)
+            self.adapters.append(adapter)
         sweep = sweep_forever(self.store, self.settings.memory.sweep_interval)
         self._tasks.append(asyncio.create_task(sweep, name="supportbot-expiry-sweep"))
 

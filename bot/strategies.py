@@ -59,6 +59,10 @@ class WindowStrategy:
     def select(self, history: Sequence[BaseMessage]) -> list[BaseMessage]:
         if not history:
             return []
+        if count_tokens_approximately(history) <= self._max_tokens:
+            # Under budget (the usual case): trimming would only drop replies that precede the first question.
+            first_human = next((i for i, m in enumerate(history) if m.type == "human"), len(history))
+            return list(history[first_human:])
         return trim_messages(
             list(history),
             max_tokens=self._max_tokens,

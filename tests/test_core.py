@@ -6,20 +6,23 @@ import asyncio
 import time
 
 import pytest
+from langchain_core.messages.utils import count_tokens_approximately
 
 from bot.core import (
     EMPTY_MESSAGE_REPLY,
     INVALID_MESSAGE_REPLY,
     MEMORY_UNAVAILABLE_REPLY,
     MODEL_FAILED_REPLY,
+    RATE_LIMITED_REPLY,
     STREAM_BROKEN_NOTE,
 )
 from bot.errors import ShuttingDown
 from bot.memory import ClaimStatus, SessionStore, StoreLimits
 from bot.memory.redis import RedisStore
 from bot.messages import IncomingMessage, ReplyKind
+from bot.ratelimit import RateLimiter
 from bot.session import Scope, session_key_for
-from bot.strategies import BufferStrategy
+from bot.strategies import BufferStrategy, WindowStrategy
 from tests.conftest import StoreFactory, second_client
 from tests.fakes.models import RecordingModel
 from tests.fakes.openai_server import FakeOpenAI
@@ -319,3 +322,41 @@ async def test_a_closing_bot_refuses_new_messages(store_factory: StoreFactory) -
     await bot.aclose()
     with pytest.raises(ShuttingDown):
         await bot.handle(message("hello"))
+
+
+def test_the_window_keeps_the_last_k_messages_within_the_token_budget() -> None:
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    history = [AIMessage("stray reply")] + [
+        m for i in range(10) for m in (HumanMessage(f"question {i} " * 20), AIMessage(f"answer {i} " * 20))
+    ]
+    roomy = WindowStrategy(k=50, max_tokens=100_000).select(history)
+    assert roomy == history[1:], "under budget everything stays, except replies before the first question"
+    tight = WindowStrategy(k=50, max_tokens=300).select(history)
+    assert 0 < len(tight) < len(history) - 1 and tight[0].type == "human"
+    assert tight == history[-len(tight) :], "the newest messages are the ones kept"
+    assert count_tokens_approximately(tight) <= 300
+
+
+async def test_a_bursting_user_is_refused_politely_without_slowing_others(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    model = RecordingModel()
+    bot = make_bot(store, model, rate_limit_messages=3, rate_limit_period=60)
+    burst = await asyncio.gather(*(bot.handle(message(f"spam {i}", user="noisy", channel=f"c{i}")) for i in range(10)))
+    answered = [r for r in burst if r is not None and r.kind is ReplyKind.ANSWER]
+    refused = [r for r in burst if r is not None and r.kind is ReplyKind.NOTICE]
+    assert len(answered) == 3 and len(refused) == 7
+    assert all(r.text == RATE_LIMITED_REPLY for r in refused)
+    calm = await bot.handle(message("my printer is offline", user="calm"))
+    assert calm is not None and calm.kind is ReplyKind.ANSWER
+    assert len(model.prompts) == 4, "refused messages never reach the model"
+    await bot.aclose()
+
+
+def test_the_rate_limit_window_slides() -> None:
+    now = [0.0]
+    limiter = RateLimiter(messages=2, period=10, clock=lambda: now[0])
+    assert limiter.allow("u") and limiter.allow("u") and not limiter.allow("u")
+    now[0] = 10.5
+    assert limiter.allow("u"), "the oldest message left the window"
+    assert limiter.allow("other") and len(limiter) == 2

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from aiohttp import web
 
 from adapters.web.app import create_app
+from bot.adapter import HttpRoute
 from bot.config import Settings
 from bot.core import SupportBot
 
@@ -21,6 +23,7 @@ class WebAdapter:
     def __init__(self, *, settings: Settings) -> None:
         self._settings = settings
         self._runner: web.AppRunner | None = None
+        self._routes: list[HttpRoute] = []
         self.port: int | None = None
 
     @classmethod
@@ -32,8 +35,14 @@ class WebAdapter:
             f"web: on — chat at http://{shown_host}:{server.port}/ (also /api/chat, /healthz, /readyz, /metrics)",
         )
 
+    def add_routes(self, routes: Sequence[HttpRoute]) -> None:
+        self._routes.extend(routes)
+
     async def start(self, bot: SupportBot) -> None:
-        self._runner = web.AppRunner(create_app(bot, self._settings), access_log=None, shutdown_timeout=5.0)
+        app = create_app(bot, self._settings)
+        for method, path, handler in self._routes:
+            app.router.add_route(method, path, handler)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._settings.server.host, self._settings.server.port)
         await site.start()

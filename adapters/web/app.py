@@ -34,6 +34,8 @@ SETTINGS_KEY = web.AppKey("settings", Settings)
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 PLATFORM = "web"
+# Ceiling for any route (platform webhooks carry bigger payloads than a chat message); /api/chat has its own limit.
+SERVER_MAX_BODY_BYTES = 1_048_576
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -72,7 +74,12 @@ async def read_chat_request(request: web.Request) -> IncomingMessage:
     """
     if request.content_type != "application/json":
         raise BadRequest(415, "send the body as JSON with Content-Type: application/json")
+    limit = request.app[SETTINGS_KEY].web.max_body_bytes
+    if (request.content_length or 0) > limit:
+        raise BadRequest(413, f"the body is larger than {limit} bytes")
     raw = await request.read()
+    if len(raw) > limit:
+        raise BadRequest(413, f"the body is larger than {limit} bytes")
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -225,8 +232,7 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except BadRequest as exc:
         return error_response(exc.status, exc.reason)
     except web.HTTPRequestEntityTooLarge:
-        limit = request.app[SETTINGS_KEY].web.max_body_bytes
-        return error_response(413, f"the body is larger than {limit} bytes")
+        return error_response(413, f"the body is larger than {SERVER_MAX_BODY_BYTES} bytes")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -286,7 +292,7 @@ def create_app(bot: SupportBot, settings: Settings) -> web.Application:
     """The aiohttp application with every HTTP route."""
     token = settings.secrets.web_token.get_secret_value() if settings.secrets.web_token else None
     app = web.Application(
-        client_max_size=settings.web.max_body_bytes,
+        client_max_size=max(SERVER_MAX_BODY_BYTES, settings.web.max_body_bytes),
         middlewares=[errors_as_json, cors_middleware(settings.web.cors_origins), auth_middleware(token)],
     )
     app[BOT_KEY] = bot
