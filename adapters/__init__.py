@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 # name -> "module:class"; the runner starts every adapter whose ``enabled()`` says so.
 REGISTRY: dict[str, str] = {
     "web": "adapters.web:WebAdapter",
+    "slack": "adapters.slack:SlackAdapter",
 }
 
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import json
 import logging
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -17,8 +15,9 @@ import click
 
 from bot.config import Settings, load_settings, redact_url
 from bot.errors import ConfigError, StoreUnavailable
+from bot.export import session_json
 from bot.logs import configure_logging
-from bot.memory import SessionRecord, SessionStore
+from bot.memory import SessionStore
 from bot.messages import IncomingMessage
 from bot.model import describe_model
 from bot.session import SessionKey
@@ -71,16 +70,6 @@ def _parse_id(session_id: str) -> SessionKey:
     except ValueError as exc:
         _fail(f"{exc}; `supportbot sessions list` shows the ids", code=2)
         raise AssertionError("unreachable") from exc
-
-
-def _record_json(record: SessionRecord) -> dict[str, Any]:
-    return {
-        "session_id": record.session_id,
-        "meta": asdict(record.meta),
-        "users": list(record.users),
-        "summary": record.summary,
-        "messages": [asdict(m) for m in record.messages],
-    }
 
 
 @click.group()
@@ -226,7 +215,7 @@ def sessions_export(ctx: click.Context, session_id: str) -> None:
     if record is None:
         _fail(f"no session {session_id}")
         return
-    click.echo(json.dumps(_record_json(record), ensure_ascii=False, indent=2))
+    click.echo(session_json(record))
 
 
 @sessions.command("delete")

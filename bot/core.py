@@ -7,7 +7,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from langchain_core.language_models.chat_models import BaseChatModel
@@ -146,7 +146,7 @@ class SupportBot:
         """
         return await asyncio.shield(self._spawn(msg, None))
 
-    async def stream(self, msg: IncomingMessage) -> AsyncIterator[str]:
+    async def stream(self, msg: IncomingMessage) -> AsyncGenerator[str, None]:
         """Answer ``msg`` chunk by chunk as the model produces it; a redelivery yields nothing.
 
         The turn runs in its own task: if the consumer stops early, the turn still completes and is stored.
@@ -165,6 +165,11 @@ class SupportBot:
         reply = await asyncio.shield(task)
         if reply is not None and reply.kind is ReplyKind.NOTICE:
             yield f"\n\n_({reply.text})_" if streamed else reply.text
+
+    @property
+    def closing(self) -> bool:
+        """Whether :meth:`aclose` has begun; adapters then refuse deliveries so the platform retries elsewhere."""
+        return self._closing
 
     @property
     def in_flight(self) -> int:

@@ -1,0 +1,346 @@
+"""Slack, on slack-bolt's ``AsyncApp``: @mentions in channels and threads, DMs, AI-assistant threads, commands.
+
+Events arrive over the HTTP Events API (``POST /slack/events`` on the shared web server, signature verified by
+Bolt) or over Socket Mode. Every delivery is acknowledged at once; the answer runs in a task this adapter owns.
+
+What is answered:
+- ``app_mention`` in a channel: in the mention's thread, or in a new thread on the mention when it was top-level.
+- direct messages: in the DM (in the user's thread when they used one).
+- follow-ups in a thread the bot is already in, without a new mention (``slack.follow_threads``).
+- messages in an AI-assistant thread (the assistant container), with a "thinking" status meanwhile.
+
+What is ignored: the bot's own messages, other bots, and message subtypes that are not new user text
+(edits, deletions, joins, topic changes…). An edited message is not answered again; a deleted one stays in
+memory until the session expires or is reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.reply import Replier, slack_error
+from adapters.slack.translate import command_of, is_user_text, to_incoming, workspace_of
+from bot.adapter import HttpRoute
+from bot.config import Settings
+from bot.core import SupportBot
+from bot.errors import InvalidMessage, ShuttingDown
+from bot.export import recap, session_json
+from bot.messages import IncomingMessage
+
+log = logging.getLogger("supportbot.slack")
+
+THINKING_STATUS = "is thinking…"
+GREETING = "Hi, I'm the IT helpdesk bot. Tell me what is going wrong and I'll help you fix it."
+SUGGESTED_PROMPTS = [
+    {"title": "VPN won't connect", "message": "My VPN is not connecting."},
+    {"title": "Can't get email", "message": "I cannot access my email in Outlook."},
+    {"title": "Reset my password", "message": "I forgot my password and I'm locked out."},
+]
+HELP_TEXT = (
+    "I answer IT questions and remember each conversation (each thread, each DM) on its own.\n"
+    "• Mention me in a channel to start a thread; reply in the thread to continue.\n"
+    "• `reset` forgets this conversation, `summary` recaps it, `export` sends it to you as JSON, `help` shows this."
+)
+SORRY_TEXT = "Sorry, something went wrong while I was answering. Please try again in a minute."
+NOT_HERE_TEXT = "I only answer in the helpdesk channels I'm set up for; please ask there or send me a DM."
+THREAD_CACHE_SIZE = 10_000  # threads remembered as "the bot is in it"
+THREAD_MISS_TTL_S = 30.0  # how long "the bot is not in this thread" is believed before asking Slack again
+CLOSE_GRACE_S = 10.0  # how long aclose waits for replies still being posted
+
+Listener = Callable[..., Awaitable[None]]
+
+
+class SlackAdapter:
+    """Slack over the Events API (``SLACK_SIGNING_SECRET``) and/or Socket Mode (``SLACK_APP_TOKEN``)."""
+
+    name: ClassVar[str] = "slack"
+
+    def __init__(self, *, settings: Settings) -> None:
+        secrets = settings.secrets
+        if secrets.slack_bot_token is None:
+            raise ValueError("SLACK_BOT_TOKEN is required")
+        self._settings = settings
+        self._signing_secret = secrets.slack_signing_secret
+        self._app_token = secrets.slack_app_token
+        self.client = AsyncWebClient(
+            token=secrets.slack_bot_token.get_secret_value(),
+            base_url=settings.slack.api_url,
+            retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
+        )
+        self._replier = Replier(self.client, stream=settings.slack.stream)
+        self._app: AsyncApp | None = None
+        self._bot: SupportBot | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._threads: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._not_in_thread: dict[tuple[str, str], float] = {}
+        self._counter = 0
+
+    @classmethod
+    def enabled(cls, settings: Settings) -> tuple[bool, str]:
+        secrets = settings.secrets
+        if secrets.slack_bot_token is None:
+            return False, "slack: off — set SLACK_BOT_TOKEN plus SLACK_SIGNING_SECRET (Events API) or SLACK_APP_TOKEN"
+        transports = []
+        if secrets.slack_signing_secret is not None:
+            transports.append("Events API at POST /slack/events")
+        if secrets.slack_app_token is not None:
+            transports.append("Socket Mode")
+        if not transports:
+            return False, "slack: off — SLACK_BOT_TOKEN is set; add SLACK_SIGNING_SECRET or SLACK_APP_TOKEN"
+        return True, f"slack: on ({', '.join(transports)})"
+
+    def http_routes(self) -> Sequence[HttpRoute]:
+        """``POST /slack/events`` when the Events API is configured."""
+        return [("POST", "/slack/events", self.handle_http)] if self._signing_secret is not None else []
+
+    async def start(self, bot: SupportBot) -> None:
+        self._bot = bot
+        self._app = self._build_app()
+        if self._app_token is not None:
+            self._socket = AsyncSocketModeHandler(self._app, app_token=self._app_token.get_secret_value())
+            await self._socket.connect_async()
+
+    async def aclose(self) -> None:
+        if self._socket is not None:
+            socket, self._socket = self._socket, None
+            await socket.close_async()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=CLOSE_GRACE_S)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def handle_http(self, request: web.Request) -> web.StreamResponse:
+        """The Events API endpoint: Bolt verifies the signature and timestamp, answers ``url_verification``,
+        and acknowledges at once; the answer is worked out in the background."""
+        if self._app is None or self._bot is None or self._bot.closing:
+            # Not acknowledging makes Slack deliver the event again, to a process that is not shutting down.
+            return web.json_response({"error": "not accepting events right now"}, status=503)
+        try:
+            body = await request.text()
+        except UnicodeDecodeError:
+            return web.json_response({"error": "the body is not UTF-8"}, status=400)
+        headers = {k.lower(): list(request.headers.getall(k)) for k in request.headers}
+        try:
+            response = await self._app.async_dispatch(
+                AsyncBoltRequest(body=body, query=request.query_string, headers=headers)
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("malformed Slack request: %s", type(exc).__name__)
+            return web.json_response({"error": "malformed Slack request"}, status=400)
+        return await to_aiohttp_response(response)
+
+    def _build_app(self) -> AsyncApp:
+        app = AsyncApp(
+            client=self.client,
+            signing_secret=self._signing_secret.get_secret_value() if self._signing_secret else None,
+            request_verification_enabled=self._signing_secret is not None,
+            # Listeners here only start an owned task and return, so running them before the ack keeps the ack
+            # fast and means no event is acknowledged before this process has taken charge of it.
+            process_before_response=True,
+            logger=logging.getLogger("supportbot.slack.bolt"),
+        )
+        app.use(self._assistant())
+        self._listen(app)
+        return app
+
+    def _assistant(self) -> AsyncAssistant:
+        assistant = AsyncAssistant()
+
+        @assistant.thread_started
+        async def on_assistant_started(payload: dict[str, Any], body: dict[str, Any]) -> None:
+            thread = payload.get("assistant_thread") or {}
+            channel, thread_ts = str(thread.get("channel_id", "")), str(thread.get("thread_ts", ""))
+            self._spawn(self._greet(channel, thread_ts), label=f"greeting:{channel}:{thread_ts}")
+
+        @assistant.user_message
+        async def on_assistant_message(payload: dict[str, Any], body: dict[str, Any], context: Any) -> None:
+            if is_user_text(payload, context.bot_user_id):
+                msg = to_incoming(payload, body, bot_user_id=context.bot_user_id, starts_thread=False)
+                self._spawn(self._converse(msg, assistant=True), label=msg.event_id)
+
+        return assistant
+
+    def _listen(self, app: AsyncApp) -> None:
+        @app.event("app_mention")
+        async def on_mention(event: dict[str, Any], body: dict[str, Any], context: Any) -> None:
+            if not is_user_text(event, context.bot_user_id):
+                return
+            msg = to_incoming(event, body, bot_user_id=context.bot_user_id, starts_thread=True)
+            if not self._allowed(msg.channel):
+                self._spawn(self._refuse(msg), label=msg.event_id)
+                return
+            self._spawn(self._converse(msg), label=msg.event_id)
+
+        @app.event("message")
+        async def on_message(event: dict[str, Any], body: dict[str, Any], context: Any) -> None:
+            bot_user_id = context.bot_user_id
+            if not is_user_text(event, bot_user_id):
+                return
+            if event.get("channel_type") == "im":
+                msg = to_incoming(event, body, bot_user_id=bot_user_id, starts_thread=False)
+                self._spawn(self._converse(msg), label=msg.event_id)
+                return
+            thread_ts = event.get("thread_ts")
+            mentioned = bool(bot_user_id) and f"<@{bot_user_id}" in str(event.get("text", ""))
+            if not thread_ts or mentioned or not self._settings.slack.follow_threads:
+                return  # mentions arrive as app_mention too; top-level chatter is not for the bot
+            if not self._allowed(str(event["channel"])):
+                return
+            msg = to_incoming(event, body, bot_user_id=bot_user_id, starts_thread=False)
+            self._spawn(self._follow_up(msg, bot_user_id=bot_user_id, bot_id=context.bot_id), label=msg.event_id)
+
+        @app.command(self._settings.slack.command)
+        async def on_command(ack: Any, command: dict[str, Any]) -> None:
+            await ack()
+            channel = str(command.get("channel_id", ""))
+            msg = IncomingMessage(
+                platform="slack",
+                workspace=workspace_of(command),
+                channel=channel,
+                thread=None,
+                user=str(command.get("user_id", "")),
+                text=str(command.get("text", "")),
+                event_id=f"command:{command.get('trigger_id', '')}",
+                is_direct=channel.startswith("D"),
+            )
+            word = command_of(msg.text) or "help"
+            self._spawn(self._command(word, msg, thread_ts=None, ephemeral=True), label=msg.event_id)
+
+    def _spawn(self, work: Awaitable[None], *, label: str) -> None:
+        self._counter += 1
+
+        async def guarded() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("answering %s failed", label, extra={"event_id": label})
+
+        task = asyncio.get_running_loop().create_task(guarded(), name=f"slack-reply-{self._counter}:{label}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _greet(self, channel: str, thread_ts: str) -> None:
+        await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=GREETING)
+        await self.client.assistant_threads_setSuggestedPrompts(
+            channel_id=channel, thread_ts=thread_ts, prompts=SUGGESTED_PROMPTS
+        )
+
+    def _allowed(self, channel: str) -> bool:
+        allowlist = self._settings.slack.channels
+        return not allowlist or channel in allowlist or channel.startswith("D")
+
+    async def _refuse(self, msg: IncomingMessage) -> None:
+        await self._replier.post_ephemeral(channel=msg.channel, user=msg.user, thread_ts=msg.thread, text=NOT_HERE_TEXT)
+
+    async def _follow_up(self, msg: IncomingMessage, *, bot_user_id: str | None, bot_id: str | None) -> None:
+        thread = msg.thread
+        if thread is not None and await self._in_thread(msg.channel, thread, bot_user_id=bot_user_id, bot_id=bot_id):
+            await self._converse(msg)
+
+    async def _in_thread(self, channel: str, thread_ts: str, *, bot_user_id: str | None, bot_id: str | None) -> bool:
+        """Whether the bot has posted in a thread: remembered when it replies, else asked of Slack (and cached)."""
+        key = (channel, thread_ts)
+        if key in self._threads:
+            return True
+        if self._not_in_thread.get(key, 0.0) > time.monotonic():
+            return False
+        try:
+            replies = await self.client.conversations_replies(channel=channel, ts=thread_ts, limit=200)
+        except SlackApiError as exc:
+            log.warning("cannot read thread %s in %s: %s", thread_ts, channel, slack_error(exc))
+            return False
+        present = any(
+            (bot_id and m.get("bot_id") == bot_id) or (bot_user_id and m.get("user") == bot_user_id)
+            for m in replies.get("messages", [])
+        )
+        if present:
+            self._remember_thread(channel, thread_ts)
+        else:
+            self._not_in_thread[key] = time.monotonic() + THREAD_MISS_TTL_S
+        return present
+
+    def _remember_thread(self, channel: str, thread_ts: str) -> None:
+        self._threads[(channel, thread_ts)] = None
+        self._threads.move_to_end((channel, thread_ts))
+        while len(self._threads) > THREAD_CACHE_SIZE:
+            self._threads.popitem(last=False)
+        self._not_in_thread.pop((channel, thread_ts), None)
+
+    async def _converse(self, msg: IncomingMessage, *, assistant: bool = False) -> None:
+        """Answer ``msg`` in its own thread (or DM), streaming the reply."""
+        assert self._bot is not None
+        channel, thread_ts = msg.channel, msg.thread
+        word = command_of(msg.text)
+        if word is not None:
+            await self._command(word, msg, thread_ts=thread_ts, ephemeral=word == "export")
+            return
+        session_id = _session_id(self._bot, msg)
+        try:
+            if assistant and thread_ts is not None:
+                await self.client.assistant_threads_setStatus(
+                    channel_id=channel, thread_ts=thread_ts, status=THINKING_STATUS
+                )
+            async with contextlib.aclosing(self._bot.stream(msg)) as chunks:
+                posted = await self._replier.deliver(
+                    chunks, channel=channel, thread_ts=thread_ts, team_id=msg.workspace, user_id=msg.user
+                )
+            if posted and thread_ts is not None:
+                self._remember_thread(channel, thread_ts)
+        except ShuttingDown:
+            log.warning("shutting down; %s not answered", msg.event_id, extra={"session_id": session_id})
+        except SlackApiError as exc:
+            # The turn itself is stored by the core; only showing it failed.
+            context = {"session_id": session_id, "event_id": msg.event_id}
+            log.error("Slack refused the reply: %s", slack_error(exc), extra=context)
+        except Exception:
+            log.exception("answering %s failed", msg.event_id, extra={"session_id": session_id})
+            with contextlib.suppress(SlackApiError):
+                await self._replier.post(channel=channel, thread_ts=thread_ts, text=SORRY_TEXT)
+
+    async def _command(self, word: str, msg: IncomingMessage, *, thread_ts: str | None, ephemeral: bool) -> None:
+        assert self._bot is not None
+        key = self._bot.session_key(msg)
+        if word == "reset":
+            await self._bot.reset(key)
+            text = "Done: I have forgotten this conversation. Ask me anything to start afresh."
+        elif word == "summary":
+            text = recap(await self._bot.store.get(key))
+        elif word == "export":
+            record = await self._bot.store.get(key)
+            text = "Nothing to export yet." if record is None else f"```\n{session_json(record)}\n```"
+        else:
+            text = HELP_TEXT
+        try:
+            if ephemeral:
+                await self._replier.post_ephemeral(channel=msg.channel, user=msg.user, thread_ts=thread_ts, text=text)
+            else:
+                await self._replier.post(channel=msg.channel, thread_ts=thread_ts, text=text)
+        except SlackApiError as exc:
+            log.error("Slack refused the %s answer: %s", word, slack_error(exc), extra={"session_id": key.id})
+
+
+def _session_id(bot: SupportBot, msg: IncomingMessage) -> str:
+    try:
+        return bot.session_key(msg).id
+    except InvalidMessage:
+        return ""

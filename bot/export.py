@@ -1,0 +1,38 @@
+"""A session as plain data, for ``sessions export`` and the adapters' export commands."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from bot.memory import SessionRecord
+
+RECAP_MESSAGES = 5  # user messages listed by a recap
+
+
+def session_document(record: SessionRecord) -> dict[str, Any]:
+    """Everything the store holds for a session, JSON-ready."""
+    return {
+        "session_id": record.session_id,
+        "meta": asdict(record.meta),
+        "users": list(record.users),
+        "summary": record.summary,
+        "messages": [asdict(m) for m in record.messages],
+    }
+
+
+def session_json(record: SessionRecord) -> str:
+    """:func:`session_document` as indented JSON."""
+    return json.dumps(session_document(record), ensure_ascii=False, indent=2)
+
+
+def recap(record: SessionRecord | None) -> str:
+    """What a user sees for "summary": the stored summary, or the turn count and their latest questions."""
+    if record is None or not record.messages:
+        return "This conversation is empty: nothing is remembered yet."
+    if record.summary:
+        return f"Summary of this conversation:\n{record.summary}"
+    asked = [m.content for m in record.messages if m.role == "user"][-RECAP_MESSAGES:]
+    lines = "\n".join(f"- {' '.join(text.split())[:200]}" for text in asked)
+    return f"This conversation has {record.meta.turns} turns. Your latest messages:\n{lines}"
