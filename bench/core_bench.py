@@ -26,7 +26,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, messag
 from langchain_core.outputs import ChatGeneration, ChatResult
 from redis.asyncio.connection import Connection, ConnectionPool
 
+# The private redis-server helper is shared with the test suite.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bot import core as bot_core
 from bot.core import CoreOptions, SupportBot
 from bot.memory.base import ClaimStatus, StoreLimits
@@ -58,6 +59,7 @@ from bot.memory.redis import RedisStore
 from bot.messages import IncomingMessage, ReplyKind, StoredMessage
 from bot.session import SessionKey
 from bot.strategies import WindowStrategy
+from tests.redis_server import RedisServer
 
 # The seed design is built from deprecated LangChain classes; their warnings are expected here and nowhere else.
 warnings.filterwarnings("ignore", category=LangChainDeprecationWarning)
@@ -151,61 +153,6 @@ class CountingSyncConnection(sync_connection.Connection):
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         type(self).sends += 1
         super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
-
-
-class PrivateRedis:
-    """A throwaway ``redis-server`` on a free loopback port: no RDB, no AOF, own temp dir."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-        self.binary = binary
-        self.directory = Path(tempfile.mkdtemp(prefix="supportbot-bench-redis-"))
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port: int = sock.getsockname()[1]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        args = [
-            self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.directory),
-            "--save", "",
-            "--appendonly", "no",
-            "--logfile", str(self.directory / "redis.log"),
-        ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    if self.process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"redis-server did not start on port {self.port}") from None
-                    time.sleep(0.02)
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -983,7 +930,7 @@ def machine() -> dict[str, Any]:
 
 
 async def run(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
-    server = PrivateRedis()
+    server = RedisServer(Path(tempfile.mkdtemp(prefix="supportbot-bench-redis-")), appendonly=False)
     server.start()
     progress(f"private redis-server on {server.url}")
     admin = Admin(server.url)
@@ -1008,6 +955,7 @@ async def run(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
         seed.close()
         admin.close()
         server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
     return {
         "latency": latency,
         "traffic": traffic,

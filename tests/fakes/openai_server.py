@@ -23,10 +23,11 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal, get_args
 
 from aiohttp import web
+
+from tests.fakes.loopback import LoopbackFake, serve_on_loopback
 
 Responder = Callable[[list[dict[str, Any]]], str]
 FailureKind = Literal["429", "500", "401", "hang", "break_stream", "bad_json"]
@@ -236,7 +237,7 @@ def _abort_connection(request: web.Request) -> None:
         transport.close()
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopbackFake):
     """An OpenAI-compatible HTTP server on ``127.0.0.1`` for tests.
 
     Routes:
@@ -304,15 +305,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/chat/completions", self._handle_chat_completions)
         app.router.add_get("/v1/models", self._handle_models)
         app.router.add_route("*", "/{tail:.*}", self._handle_not_found)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            host, port = runner.addresses[0][:2]
-        except BaseException:
-            await runner.cleanup()
-            raise
+        runner, host, port = await serve_on_loopback(app, shutdown_timeout=_SHUTDOWN_TIMEOUT)
         self._runner = runner
         self._base_url = f"http://{host}:{port}/v1"
         return self._base_url
@@ -326,24 +319,6 @@ class FakeOpenAI:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-
-    async def __aenter__(self) -> FakeOpenAI:
-        """Starts the server.
-
-        Returns:
-            The started fake.
-        """
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stops the server."""
-        await self.aclose()
 
     def fail_next(self, kind: FailureKind, *, times: int = 1, retry_after: float = 1.0) -> None:
         """Queues a failure for the next ``times`` chat completion requests.

@@ -28,10 +28,11 @@ import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
+
+from tests.fakes.loopback import LoopbackFake, serve_on_loopback
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 MAX_MESSAGE_CHARS = 40_000
@@ -176,7 +177,7 @@ def _public(message: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-class FakeSlack:
+class FakeSlack(LoopbackFake):
     """An in-process fake Slack workspace: Web API under ``/api/`` and a Socket Mode websocket at ``/socket``.
 
     Attributes:
@@ -265,15 +266,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_get("/socket", self._handle_socket)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            host, port = runner.addresses[0][:2]
-        except BaseException:
-            await runner.cleanup()
-            raise
+        runner, host, port = await serve_on_loopback(app, shutdown_timeout=_SHUTDOWN_TIMEOUT)
         self._runner = runner
         self._origin = f"http://{host}:{port}"
         return self.api_url
@@ -292,20 +285,6 @@ class FakeSlack:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-
-    async def __aenter__(self) -> FakeSlack:
-        """Starts the server."""
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stops the server."""
-        await self.aclose()
 
     # ------------------------------------------------------------------ test controls and inspection
 
