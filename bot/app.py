@@ -23,7 +23,7 @@ def store_limits(settings: Settings) -> StoreLimits:
 
 def build_store(settings: Settings) -> SessionStore:
     """The store the configuration names (``REDIS_URL`` wins over ``memory.store_url``)."""
-    return open_store(settings.store_url, limits=store_limits(settings))
+    return open_store(settings.store_url, limits=store_limits(settings), redis_cluster=settings.memory.redis_cluster)
 
 
 def build_strategy(settings: Settings) -> MemoryStrategy:

@@ -18,3 +18,4 @@ MAX_ID_CHARS = 512  # longest platform id accepted in a session key component
 
 REDIS_MAX_CONNECTIONS = 64  # per process; turns beyond it wait for a free connection
 REDIS_POOL_WAIT_S = 10.0  # 10 s a turn waits for a free Redis connection before "memory unavailable"
+REDIS_CLUSTER_NODE_CONNECTIONS = 1_000  # per cluster node; redis-py's cluster client refuses, not waits, past it

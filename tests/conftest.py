@@ -12,9 +12,10 @@ from bot.memory.memory import MemoryStore
 from bot.memory.redis import RedisStore
 from bot.memory.sqlite import SqliteStore
 from tests.fakes.openai_server import FakeOpenAI
+from tests.redis_cluster import RedisClusterServers
 from tests.redis_server import RedisServer
 
-BACKENDS = ("memory", "sqlite", "redis")
+BACKENDS = ("memory", "sqlite", "redis", "cluster")
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +27,23 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A private three-master Redis Cluster shared by the session."""
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisClusterServers) -> str:
+    redis_cluster.flush()
+    return redis_cluster.url
 
 
 @pytest.fixture
@@ -60,7 +78,7 @@ def make_store(backend: str, *, tmp_path: Path, redis_url: str | None, limits: S
         return MemoryStore(limits=limits)
     if backend == "sqlite":
         return SqliteStore(str(tmp_path / "sessions.db"), limits=limits)
-    assert redis_url is not None
+    assert redis_url is not None, f"the {backend} backend needs a server URL"
     return RedisStore.from_url(redis_url, limits=limits)
 
 
@@ -80,7 +98,8 @@ async def store_factory(backend: str, tmp_path: Path, request: pytest.FixtureReq
     Two sqlite or redis stores from one factory see the same data (two processes' worth of clients);
     memory stores share nothing, so tests that need a second client reuse the first memory store.
     """
-    url = request.getfixturevalue("redis_url") if backend == "redis" else None
+    url = {"redis": "redis_url", "cluster": "cluster_url"}.get(backend)
+    url = request.getfixturevalue(url) if url else None
     made: list[SessionStore] = []
 
     def factory(limits: StoreLimits | None = None) -> SessionStore:

@@ -26,8 +26,9 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, limits: StoreLimits | None = None) -> SessionStore:
-    """The store ``url`` names: ``memory://``, ``sqlite:///path.db``, ``redis://…`` or ``rediss://…``.
+def open_store(url: str, *, limits: StoreLimits | None = None, redis_cluster: bool = False) -> SessionStore:
+    """The store ``url`` names: ``memory://``, ``sqlite:///path.db``, ``redis://…``, ``rediss://…`` or
+    ``redis+cluster://…`` (``redis_cluster`` treats a ``redis://`` URL as a cluster node too).
 
     Raises:
         ValueError: the scheme is not one of those.
@@ -41,8 +42,10 @@ def open_store(url: str, *, limits: StoreLimits | None = None) -> SessionStore:
         from bot.memory.sqlite import SqliteStore, sqlite_path
 
         return SqliteStore(sqlite_path(url), limits=limits)
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in ("redis", "rediss", "unix", "redis+cluster"):
         from bot.memory.redis import RedisStore
 
-        return RedisStore.from_url(url, limits=limits)
-    raise ValueError(f"unsupported store URL scheme {scheme or url!r}: use memory://, sqlite:///path.db or redis://")
+        return RedisStore.from_url(url, limits=limits, cluster=redis_cluster)
+    raise ValueError(
+        f"unsupported store URL scheme {scheme or url!r}: use memory://, sqlite:///path.db, redis:// or redis+cluster://"
+    )

@@ -23,9 +23,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from bot.constants import REDIS_MAX_CONNECTIONS, REDIS_POOL_WAIT_S
+from bot.constants import REDIS_CLUSTER_NODE_CONNECTIONS, REDIS_MAX_CONNECTIONS, REDIS_POOL_WAIT_S
 from bot.errors import LeaseLost, StoreUnavailable
 from bot.memory.base import (
     ClaimStatus,
@@ -40,6 +41,8 @@ from bot.messages import StoredMessage
 from bot.session import SessionKey
 
 T = TypeVar("T")
+
+CLUSTER_SCHEME = "redis+cluster://"
 
 _PARTS = ("msgs", "summary", "meta", "users", "seen", "lease", "fence")
 
@@ -79,6 +82,13 @@ for _, i in ipairs({1, 2, 3, 4, 5, 7}) do redis.call('PEXPIRE', KEYS[i], ARGV[4]
 return 1
 """
 
+# KEYS: msgs summary meta users ; ARGV: 1 to include the messages, 0 for metadata only
+_READ = """
+local msgs = {}
+if ARGV[1] == '1' then msgs = redis.call('LRANGE', KEYS[1], 0, -1) end
+return {redis.call('HGETALL', KEYS[3]), redis.call('SMEMBERS', KEYS[4]), msgs, redis.call('GET', KEYS[2])}
+"""
+
 # KEYS: lease ; ARGV: lease value
 _ABORT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -106,12 +116,13 @@ def _meta(raw: list[Any] | dict[str, str]) -> SessionMeta | None:
 class RedisStore:
     """Sessions in Redis; two round trips per uncontended turn."""
 
-    def __init__(self, client: aioredis.Redis, *, limits: StoreLimits | None = None) -> None:
+    def __init__(self, client: aioredis.Redis | RedisCluster, *, limits: StoreLimits | None = None) -> None:
         self.limits = limits or StoreLimits()
         self._client = client
         self._begin = client.register_script(_BEGIN)
         self._commit = client.register_script(_COMMIT)
         self._abort = client.register_script(_ABORT)
+        self._read = client.register_script(_READ)
         self._closed = False
 
     @classmethod
@@ -121,15 +132,25 @@ class RedisStore:
         *,
         limits: StoreLimits | None = None,
         max_connections: int = REDIS_MAX_CONNECTIONS,
+        cluster: bool = False,
         **client_options: Any,
     ) -> RedisStore:
-        """Connect lazily to ``url`` (``redis://`` or ``rediss://``).
+        """Connect lazily to ``url``: ``redis://`` or ``rediss://``, or a cluster (``redis+cluster://`` or ``cluster``).
 
         A blocking pool: when every connection is busy a turn waits for one (up to ``REDIS_POOL_WAIT_S``) instead
         of failing, so a burst of concurrent turns queues rather than getting "memory unavailable".
         """
         options: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0, "health_check_interval": 30}
         options.update(client_options)
+        if cluster or url.startswith(CLUSTER_SCHEME):
+            # Every key of a session shares its hash tag, so each script and pipeline stays on one node.
+            node_url = "redis://" + url.removeprefix(CLUSTER_SCHEME) if url.startswith(CLUSTER_SCHEME) else url
+            return cls(
+                RedisCluster.from_url(
+                    node_url, decode_responses=True, max_connections=REDIS_CLUSTER_NODE_CONNECTIONS, **options
+                ),
+                limits=limits,
+            )
         pool = aioredis.BlockingConnectionPool.from_url(
             url, decode_responses=True, max_connections=max_connections, timeout=REDIS_POOL_WAIT_S, **options
         )
@@ -182,16 +203,14 @@ class RedisStore:
         value = f"{lease.token}:{lease.event_id}"
         await self._call("abort_turn", lambda: self._abort(keys=[lease.key.store_key("lease")], args=[value]))
 
-    async def get(self, key: SessionKey) -> SessionRecord | None:
-        async def read() -> list[Any]:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hgetall(key.store_key("meta"))
-                pipe.smembers(key.store_key("users"))
-                pipe.lrange(key.store_key("msgs"), 0, -1)
-                pipe.get(key.store_key("summary"))
-                return await pipe.execute()
+    async def _read_session(self, key: SessionKey, *, messages: bool) -> list[Any]:
+        """Metadata, users, (messages) and summary in one script call: consistent, and one slot on a cluster."""
+        keys = [key.store_key(part) for part in ("msgs", "summary", "meta", "users")]
+        reply: list[Any] = await self._call("read", lambda: self._read(keys=keys, args=["1" if messages else "0"]))
+        return reply
 
-        raw_meta, users, raw_messages, summary = await self._call("get", read)
+    async def get(self, key: SessionKey) -> SessionRecord | None:
+        raw_meta, users, raw_messages, summary = await self._read_session(key, messages=True)
         meta = _meta(raw_meta)
         if meta is None:
             return None
@@ -212,10 +231,7 @@ class RedisStore:
                     key = SessionKey.parse(session_id)
                 except ValueError:
                     continue
-                async with self._client.pipeline(transaction=True) as pipe:
-                    pipe.hgetall(meta_key)
-                    pipe.smembers(key.store_key("users"))
-                    raw_meta, users = await pipe.execute()
+                raw_meta, users, _, _ = await self._read_session(key, messages=False)
                 meta = _meta(raw_meta)
                 if meta is not None:
                     records.append(SessionRecord(session_id, meta, tuple(sorted(users)), (), None))
