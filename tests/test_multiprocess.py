@@ -1,0 +1,214 @@
+"""Several ``supportbot serve`` processes on one Redis, fed Slack events round-robin and twice at once.
+
+Promises under test: every user message gets exactly one reply, no turn is lost or duplicated, and each
+session's turns stay in order — whichever process a delivery reaches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from slack_sdk.signature import SignatureVerifier
+
+from bot.memory.redis import RedisStore
+from bot.session import SessionKey
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.slack_server import FakeSlack
+from tests.redis_server import free_port
+
+SECRET = "multi-process-signing-secret"
+CHANNEL = "C0MULTI"
+
+
+class Fleet:
+    def __init__(self, urls: list[str], procs: list[subprocess.Popen[str]], http: aiohttp.ClientSession) -> None:
+        self.urls, self.procs, self.http = urls, procs, http
+
+    async def deliver(self, index: int, payload: dict[str, Any], *, retry: int | None = None) -> int:
+        body = json.dumps(payload)
+        ts = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body),
+        }
+        if retry is not None:
+            headers["X-Slack-Retry-Num"] = str(retry)
+        async with self.http.post(f"{self.urls[index]}/slack/events", data=body, headers=headers) as response:
+            return response.status
+
+
+async def wait_up(url: str, proc: subprocess.Popen[str], http: aiohttp.ClientSession) -> None:
+    for _ in range(300):
+        assert proc.poll() is None, "a serve process exited early"
+        try:
+            async with http.get(f"{url}/readyz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} did not become ready")
+
+
+@pytest.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as fake:
+        yield fake
+
+
+async def start_fleet(
+    count: int, tmp_path: Path, redis_url: str, fake_slack: FakeSlack, fake_openai: FakeOpenAI, **extra: str
+) -> Fleet:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "REDIS_", "SUPPORTBOT_", "SLACK_"))}
+    env.update(
+        SUPPORTBOT_CONFIG=str(tmp_path / "absent.yaml"),
+        REDIS_URL=redis_url,
+        OPENAI_BASE_URL=fake_openai.base_url,
+        OPENAI_API_KEY="sk-test",
+        SLACK_BOT_TOKEN="xoxb-test",
+        SLACK_SIGNING_SECRET=SECRET,
+        SLACK_API_URL=fake_slack.api_url,
+        SUPPORTBOT_LLM__MAX_RETRIES="0",
+        SUPPORTBOT_RATE_LIMIT__MESSAGES="0",
+        **extra,
+    )
+    (tmp_path / "absent.yaml").write_text("{}\n")
+    ports = [free_port() for _ in range(count)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve"],
+            env={**env, "PORT": str(port)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for port in ports
+    ]
+    http = aiohttp.ClientSession()
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    try:
+        await asyncio.gather(*(wait_up(url, proc, http) for url, proc in zip(urls, procs, strict=True)))
+    except BaseException:
+        await stop_fleet(Fleet(urls, procs, http))
+        raise
+    return Fleet(urls, procs, http)
+
+
+async def stop_fleet(fleet: Fleet) -> None:
+    await fleet.http.close()
+    for proc in fleet.procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in fleet.procs:
+        try:
+            await asyncio.to_thread(proc.communicate, timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def mention(fake: FakeSlack, *, user: str, text: str, ts: str, thread_ts: str) -> dict[str, Any]:
+    event = {"type": "app_mention", "user": user, "text": f"<@UBOT> {text}", "ts": ts, "channel": CHANNEL}
+    if thread_ts != ts:
+        event["thread_ts"] = thread_ts
+    return fake.event_payload(event)
+
+
+def replies_in(fake: FakeSlack, thread_ts: str) -> list[str]:
+    return [m["text"] for m in fake.messages(CHANNEL) if m.get("bot_id") and m.get("thread_ts") == thread_ts]
+
+
+@pytest.mark.parametrize("processes", [2, 4])
+async def test_every_event_gets_one_reply_across_processes(
+    processes: int,
+    tmp_path: Path,
+    redis_url: str,
+    fake_slack: FakeSlack,
+    fake_openai: FakeOpenAI,
+) -> None:
+    fake_openai.delay = 0.05
+    fleet = await start_fleet(processes, tmp_path, redis_url, fake_slack, fake_openai)
+    rng = random.Random(7)
+    threads = [f"17000000{t:02d}.000100" for t in range(12)]
+    turns_per_thread = 3
+    try:
+
+        async def converse(thread: str) -> None:
+            for n in range(turns_per_thread):
+                ts = thread if n == 0 else f"{thread[:-3]}{n + 1:03d}"
+                payload = mention(fake_slack, user="U1", text=f"{thread} question {n}", ts=ts, thread_ts=thread)
+                first = rng.randrange(processes)
+                deliveries = [fleet.deliver(first, payload)]
+                if rng.random() < 0.4:  # the same event reaches a second process at the same time
+                    deliveries.append(fleet.deliver((first + 1) % processes, payload, retry=1))
+                statuses = await asyncio.gather(*deliveries)
+                assert all(status == 200 for status in statuses)
+                deadline = time.monotonic() + 20
+                while len(replies_in(fake_slack, thread)) < n + 1:
+                    assert time.monotonic() < deadline, f"no reply to {thread} #{n}"
+                    await asyncio.sleep(0.05)
+
+        await asyncio.gather(*(converse(thread) for thread in threads))
+        await asyncio.sleep(0.5)  # a duplicate answered late would show up now
+        for thread in threads:
+            replies = replies_in(fake_slack, thread)
+            assert replies == [f"echo: {thread} question {n}" for n in range(turns_per_thread)]
+        assert len(fake_openai.requests) == len(threads) * turns_per_thread, "one model call per message"
+        store = RedisStore.from_url(redis_url)
+        try:
+            for thread in threads:
+                record = await store.get(SessionKey("slack", "T1", CHANNEL, thread, "U1"))
+                assert record is not None
+                expected = [
+                    x
+                    for n in range(turns_per_thread)
+                    for x in (f"{thread} question {n}", f"echo: {thread} question {n}")
+                ]
+                assert [m.content for m in record.messages] == expected
+        finally:
+            await store.aclose()
+    finally:
+        await stop_fleet(fleet)
+
+
+async def test_a_process_killed_mid_turn_leaves_the_retry_to_another(
+    tmp_path: Path, redis_url: str, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fleet = await start_fleet(2, tmp_path, redis_url, fake_slack, fake_openai, SUPPORTBOT_MEMORY__LEASE_TTL="2s")
+    thread = "1700000099.000100"
+    payload = mention(fake_slack, user="U1", text="laptop will not boot", ts=thread, thread_ts=thread)
+    try:
+        fake_openai.delay = 30
+        assert await fleet.deliver(0, payload) == 200
+        while not fake_openai.requests:
+            await asyncio.sleep(0.05)
+        fleet.procs[0].kill()  # SIGKILL mid-turn: no reply, no release of the lease
+        fleet.procs[0].wait()
+        fake_openai.delay = 0
+        # Slack retries; while the dead process's lease lives the retry is taken as in progress…
+        assert await fleet.deliver(1, payload, retry=1) == 200
+        await asyncio.sleep(2.5)
+        # …and once the lease has expired the next retry is answered, once.
+        assert await fleet.deliver(1, payload, retry=2) == 200
+        deadline = time.monotonic() + 15
+        while not replies_in(fake_slack, thread):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert await fleet.deliver(1, payload, retry=3) == 200
+        await asyncio.sleep(0.5)
+        assert replies_in(fake_slack, thread) == ["echo: laptop will not boot"]
+    finally:
+        await stop_fleet(fleet)
