@@ -51,3 +51,12 @@ class HostsHttp(Protocol):
     def add_routes(self, routes: Sequence[HttpRoute]) -> None:
         """Mount other adapters' routes; called before :meth:`Adapter.start`."""
         ...
+
+
+@runtime_checkable
+class Drains(Protocol):
+    """An adapter that can stop taking new messages while the work it already took finishes."""
+
+    async def drain(self) -> None:
+        """Stop accepting new deliveries (close listeners, disconnect); keep in-flight replies going."""
+        ...

@@ -42,6 +42,7 @@ def build_bot(settings: Settings, *, store: SessionStore | None = None) -> Suppo
         scope=settings.memory.scope,
         max_message_chars=settings.memory.max_message_chars,
         lease_wait=settings.memory.lease_wait,
+        answer_without_memory=settings.memory.when_unavailable == "answer",
         rate_limit_messages=settings.rate_limit.messages,
         rate_limit_period=settings.rate_limit.period,
     )

@@ -72,6 +72,7 @@ class BotSettings(_Section):
 class MemorySettings(_Section):
     store_url: str = DEFAULT_STORE_URL
     redis_cluster: bool = False
+    when_unavailable: Literal["refuse", "answer"] = "refuse"
     scope: Scope = Scope.THREAD_USER
     strategy: Literal["window", "buffer"] = "window"
     window_messages: int = Field(default=constants.WINDOW_MESSAGES, ge=1, le=10_000)

@@ -15,7 +15,7 @@ from langchain_core.messages import BaseMessage
 
 from bot.constants import LEASE_RETRY_MAX_S, LEASE_RETRY_MIN_S, LEASE_WAIT_S, MAX_MESSAGE_CHARS
 from bot.errors import InvalidMessage, LeaseLost, ModelError, SessionBusy, ShuttingDown, StoreUnavailable
-from bot.memory.base import ClaimStatus, Lease, SessionStore, TurnStart
+from bot.memory.base import ClaimStatus, Lease, SessionContext, SessionStore, TurnStart
 from bot.messages import IncomingMessage, Reply, ReplyKind, StoredMessage, clean_text
 from bot.metrics import TurnMetrics
 from bot.model import AsyncClosable, translate_model_error
@@ -39,6 +39,10 @@ RATE_LIMITED_REPLY = (
     "You are sending messages faster than I can answer them. Please wait a minute, then send your question again."
 )
 INTERNAL_ERROR_REPLY = "Sorry, something went wrong on my side while answering. Please try again."
+STATELESS_NOTE = (
+    "\n\n_(My conversation memory is temporarily unavailable, so I answered without our earlier messages "
+    "and will not remember this one.)_"
+)
 STREAM_BROKEN_NOTE = "\n\n_(The answer was cut off because the model stopped responding. Please ask again.)_"
 
 Sink = Callable[[str], Awaitable[None]]
@@ -52,6 +56,7 @@ class CoreOptions:
     scope: Scope = Scope.THREAD_USER
     max_message_chars: int = MAX_MESSAGE_CHARS
     lease_wait: float = LEASE_WAIT_S
+    answer_without_memory: bool = False  # when the store is down: answer from the new message alone, say so
     rate_limit_messages: int = 0  # per user per rate_limit_period; 0 = no limit
     rate_limit_period: float = 60.0
 
@@ -251,6 +256,8 @@ class SupportBot:
         except StoreUnavailable as exc:
             self._count_error(exc)
             log.error("memory unavailable for session %s: %s", key.id, exc, extra={"session_id": key.id})
+            if self.options.answer_without_memory:
+                return await self._stateless_turn(msg, key, text, sink)
             return Reply(MEMORY_UNAVAILABLE_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
         except SessionBusy as exc:
             self._count_error(exc)
@@ -287,6 +294,18 @@ class SupportBot:
             if lease is not None:
                 await self._abort_quietly(lease)
         return Reply(answer if kind is ReplyKind.ANSWER else MODEL_FAILED_REPLY, key.id, msg.event_id, kind)
+
+    async def _stateless_turn(self, msg: IncomingMessage, key: SessionKey, text: str, sink: Sink | None) -> Reply:
+        """Answer from the new message alone while the store is down; nothing is remembered, and the reply says so."""
+        prompt = build_prompt(
+            system_prompt=self.options.system_prompt, context=SessionContext(), text=text, strategy=self.strategy
+        )
+        answer, kind = await self._ask(prompt, key, sink)
+        if kind is not ReplyKind.ANSWER:
+            return Reply(MODEL_FAILED_REPLY, key.id, msg.event_id, kind)
+        if sink is not None:
+            await sink(STATELESS_NOTE)
+        return Reply(answer + STATELESS_NOTE, key.id, msg.event_id, ReplyKind.STATELESS)
 
     async def _ask(self, prompt: list[BaseMessage], key: SessionKey, sink: Sink | None) -> tuple[str, ReplyKind]:
         """The model's answer and how it went. A failure yields what was streamed (plus a note) or nothing."""
@@ -361,17 +380,21 @@ class SupportBot:
         return await self.store.delete(key)
 
     async def aclose(self, *, grace: float = 10.0) -> None:
-        """Stop taking messages, let in-flight turns finish for up to ``grace`` seconds, then cancel the rest.
+        """Let in-flight turns finish for up to ``grace`` seconds, then refuse new ones and cancel the rest.
 
-        Closes the model's connections; the store belongs to whoever opened it.
+        Turns that start during the grace period (a request an adapter accepted just before it stopped
+        listening) are waited for too, so nothing already received is turned away. Closes the model's
+        connections; the store belongs to whoever opened it.
         """
+        deadline = time.monotonic() + grace
+        while self._turns and (remaining := deadline - time.monotonic()) > 0:
+            await asyncio.wait(set(self._turns), timeout=remaining)
         self._closing = True
-        if self._turns:
-            _, pending = await asyncio.wait(set(self._turns), timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+        pending = set(self._turns)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
         resources, self._resources = self._resources, ()
         for resource in resources:
             await resource.aclose()

@@ -54,6 +54,7 @@ class ReplyKind(enum.Enum):
     ANSWER = "answer"  # the model's reply
     FALLBACK = "fallback"  # the model failed; a short polite reply instead
     NOTICE = "notice"  # no turn ran (empty message, memory unavailable); the text says why
+    STATELESS = "stateless"  # memory was unavailable; the model answered without it and nothing was stored
 
 
 @dataclass(frozen=True, slots=True)

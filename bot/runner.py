@@ -11,7 +11,7 @@ import logging
 import signal
 from collections.abc import Callable
 
-from bot.adapter import Adapter, HostsHttp, ServesHttp
+from bot.adapter import Adapter, Drains, HostsHttp, ServesHttp
 from bot.app import build_bot, build_store
 from bot.config import Settings, redact_url
 from bot.core import SupportBot
@@ -75,8 +75,19 @@ class Runner:
         self._tasks.append(asyncio.create_task(sweep, name="supportbot-expiry-sweep"))
 
     async def aclose(self) -> None:
-        """Refuse new turns and let in-flight ones finish within ``server.shutdown_grace``, then stop the
-        adapters (newest first, so replies still reach their users), then close the store."""
+        """Shut down without losing a turn.
+
+        1. Adapters stop taking deliveries (the web server stops listening, so a load balancer or Slack moves
+           to another process instead of receiving an error).
+        2. In-flight turns finish within ``server.shutdown_grace``; later ones are refused.
+        3. Adapters close (newest first), after their replies were posted; then the store.
+        """
+        for adapter in reversed(self.adapters):
+            if isinstance(adapter, Drains):
+                try:
+                    await adapter.drain()
+                except Exception:
+                    log.exception("draining adapter %s failed", adapter.name)
         if self.bot is not None:
             await self.bot.aclose(grace=self.settings.server.shutdown_grace)
         for adapter in reversed(self.adapters):

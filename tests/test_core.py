@@ -360,3 +360,24 @@ def test_the_rate_limit_window_slides() -> None:
     now[0] = 10.5
     assert limiter.allow("u"), "the oldest message left the window"
     assert limiter.allow("other") and len(limiter) == 2
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_with_memory_down_the_bot_can_answer_without_it_and_say_so(streaming: bool) -> None:
+    from bot.core import STATELESS_NOTE
+    from tests.redis_server import free_port
+
+    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
+    model = RecordingModel()
+    bot = make_bot(store, model, answer_without_memory=True)
+    msg = message("my VPN is down")
+    if streaming:
+        text = "".join([c async for c in bot.stream(msg)])
+    else:
+        reply = await bot.handle(msg)
+        assert reply is not None and reply.kind is ReplyKind.STATELESS
+        text = reply.text
+    assert text.startswith("reply to my VPN is down") and text.endswith(STATELESS_NOTE)
+    assert [m.text for m in model.prompts[0][1:]] == ["my VPN is down"], "no history, just the new message"
+    await bot.aclose()
+    await store.aclose()

@@ -32,9 +32,38 @@ SECRET = "multi-process-signing-secret"
 CHANNEL = "C0MULTI"
 
 
+def spawn(env: dict[str, str], port: int, logs: Path) -> subprocess.Popen[str]:
+    # Logs go to a file: a pipe nobody reads fills up and blocks the process.
+    with open(logs / f"serve-{port}.log", "a") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve"],
+            env={**env, "PORT": str(port)},
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+            text=True,
+        )
+
+
 class Fleet:
-    def __init__(self, urls: list[str], procs: list[subprocess.Popen[str]], http: aiohttp.ClientSession) -> None:
-        self.urls, self.procs, self.http = urls, procs, http
+    def __init__(
+        self,
+        urls: list[str],
+        procs: list[subprocess.Popen[str]],
+        http: aiohttp.ClientSession,
+        env: dict[str, str],
+        logs: Path,
+    ) -> None:
+        self.urls, self.procs, self.http, self.env, self.logs = urls, procs, http, env, logs
+
+    async def restart(self, index: int) -> None:
+        """SIGTERM one process, wait for its graceful exit, start it again on the same port."""
+        proc = self.procs[index]
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(proc.wait, timeout=60)
+        port = int(self.urls[index].rsplit(":", 1)[1])
+        assert proc.returncode == 0, (self.logs / f"serve-{port}.log").read_text()[-2000:]
+        self.procs[index] = spawn(self.env, port, self.logs)
+        await wait_up(self.urls[index], self.procs[index], self.http)
 
     async def deliver(self, index: int, payload: dict[str, Any], *, retry: int | None = None) -> int:
         body = json.dumps(payload)
@@ -87,24 +116,15 @@ async def start_fleet(
     )
     (tmp_path / "absent.yaml").write_text("{}\n")
     ports = [free_port() for _ in range(count)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve"],
-            env={**env, "PORT": str(port)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for port in ports
-    ]
+    procs = [spawn(env, port, tmp_path) for port in ports]
     http = aiohttp.ClientSession()
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
         await asyncio.gather(*(wait_up(url, proc, http) for url, proc in zip(urls, procs, strict=True)))
     except BaseException:
-        await stop_fleet(Fleet(urls, procs, http))
+        await stop_fleet(Fleet(urls, procs, http, env, tmp_path))
         raise
-    return Fleet(urls, procs, http)
+    return Fleet(urls, procs, http, env, tmp_path)
 
 
 async def stop_fleet(fleet: Fleet) -> None:
@@ -114,10 +134,10 @@ async def stop_fleet(fleet: Fleet) -> None:
             proc.send_signal(signal.SIGTERM)
     for proc in fleet.procs:
         try:
-            await asyncio.to_thread(proc.communicate, timeout=30)
+            await asyncio.to_thread(proc.wait, timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
+            proc.wait()
 
 
 def mention(fake: FakeSlack, *, user: str, text: str, ts: str, thread_ts: str) -> dict[str, Any]:
@@ -211,4 +231,61 @@ async def test_a_process_killed_mid_turn_leaves_the_retry_to_another(
         await asyncio.sleep(0.5)
         assert replies_in(fake_slack, thread) == ["echo: laptop will not boot"]
     finally:
+        await stop_fleet(fleet)
+
+
+async def test_a_rolling_restart_under_load_loses_no_turn_and_answers_no_5xx(
+    tmp_path: Path, redis_url: str, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.delay = 0.1
+    fleet = await start_fleet(2, tmp_path, redis_url, fake_slack, fake_openai)
+    statuses: list[int] = []
+    # A fresh connection per request, as a load balancer would open to a draining backend: a process that
+    # stopped listening refuses the connection and the client moves on to the other one.
+    web = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+    sessions = [f"rolling-session-{i:04d}" for i in range(16)]
+    sent: dict[str, int] = dict.fromkeys(sessions, 0)
+    restarted = asyncio.Event()
+
+    async def send(session_id: str, n: int) -> None:
+        body = {"session_id": session_id, "message": f"{session_id} message {n}", "message_id": f"{session_id}-{n}"}
+        for attempt in range(200):
+            url = fleet.urls[(n + attempt) % 2]
+            try:
+                async with web.post(f"{url}/api/chat", json=body) as response:
+                    statuses.append(response.status)
+                    if response.status == 200:
+                        return
+                    assert response.status == 409, await response.text()  # still being answered: ask again
+            except aiohttp.ClientConnectionError:
+                pass  # that process is restarting
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{session_id} message {n} was never answered")
+
+    async def converse(session_id: str) -> None:
+        while not restarted.is_set() or sent[session_id] < 3:  # keep the load on through both restarts
+            await send(session_id, sent[session_id])
+            sent[session_id] += 1
+
+    try:
+        load = asyncio.gather(*(converse(s) for s in sessions))
+        await asyncio.sleep(0.5)
+        await fleet.restart(0)
+        await fleet.restart(1)
+        restarted.set()
+        await load
+        assert statuses and max(statuses) < 500
+        assert sum(sent.values()) > 100, "the load ran through both restarts"
+        store = RedisStore.from_url(redis_url)
+        try:
+            for session_id in sessions:
+                record = await store.get(SessionKey("web", None, session_id, None, session_id))
+                assert record is not None
+                users = [m.content for m in record.messages if m.role == "user"]
+                assert users == [f"{session_id} message {n}" for n in range(sent[session_id])]
+                assert len(record.messages) == 2 * sent[session_id]
+        finally:
+            await store.aclose()
+    finally:
+        await web.close()
         await stop_fleet(fleet)

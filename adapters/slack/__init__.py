@@ -117,10 +117,15 @@ class SlackAdapter:
             self._socket = AsyncSocketModeHandler(self._app, app_token=self._app_token.get_secret_value())
             await self._socket.connect_async()
 
-    async def aclose(self) -> None:
+    async def drain(self) -> None:
+        """Disconnect Socket Mode so Slack delivers to the other connections; the Events API route answers 503
+        from now on (the web server stops listening at the same time)."""
         if self._socket is not None:
             socket, self._socket = self._socket, None
             await socket.close_async()
+
+    async def aclose(self) -> None:
+        await self.drain()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=CLOSE_GRACE_S)
             for task in pending:

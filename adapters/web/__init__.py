@@ -42,12 +42,19 @@ class WebAdapter:
         app = create_app(bot, self._settings)
         for method, path, handler in self._routes:
             app.router.add_route(method, path, handler)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+        # In-flight requests get the whole grace period to finish their turns before handlers are cancelled.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=self._settings.server.shutdown_grace)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._settings.server.host, self._settings.server.port)
         await site.start()
         addresses = self._runner.addresses
         self.port = addresses[0][1] if addresses else self._settings.server.port
+
+    async def drain(self) -> None:
+        """Stop listening; requests already received (and their turns) carry on."""
+        if self._runner is not None:
+            for site in list(self._runner.sites):
+                await site.stop()
 
     async def aclose(self) -> None:
         if self._runner is not None:
