@@ -32,6 +32,7 @@ from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.reply import Replier, slack_error
@@ -77,6 +78,9 @@ class SlackAdapter:
             raise ValueError("SLACK_BOT_TOKEN is required")
         self._settings = settings
         self._signing_secret = secrets.slack_signing_secret
+        self._verifier = (
+            SignatureVerifier(self._signing_secret.get_secret_value()) if self._signing_secret is not None else None
+        )
         self._app_token = secrets.slack_app_token
         self.client = AsyncWebClient(
             token=secrets.slack_bot_token.get_secret_value(),
@@ -133,22 +137,33 @@ class SlackAdapter:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def handle_http(self, request: web.Request) -> web.StreamResponse:
-        """The Events API endpoint: Bolt verifies the signature and timestamp, answers ``url_verification``,
-        and acknowledges at once; the answer is worked out in the background."""
+        """The Events API endpoint: the signature and timestamp are verified, ``url_verification`` answered,
+        and every event acknowledged at once; the answer is worked out in the background."""
         if self._app is None or self._bot is None or self._bot.closing:
             # Not acknowledging makes Slack deliver the event again, to a process that is not shutting down.
             return web.json_response({"error": "not accepting events right now"}, status=503)
+        raw = await request.read()
+        # Verified before anything parses the body, so an unsigned request is a 401 whatever it contains.
+        if self._verifier is None or not self._verifier.is_valid(
+            body=raw,
+            timestamp=request.headers.get("X-Slack-Request-Timestamp", ""),
+            signature=request.headers.get("X-Slack-Signature", ""),
+        ):
+            return web.json_response({"error": "invalid signature or stale timestamp"}, status=401)
         try:
-            body = await request.text()
+            body = raw.decode("utf-8")
         except UnicodeDecodeError:
             return web.json_response({"error": "the body is not UTF-8"}, status=400)
         headers = {k.lower(): list(request.headers.getall(k)) for k in request.headers}
         try:
-            response = await self._app.async_dispatch(
-                AsyncBoltRequest(body=body, query=request.query_string, headers=headers)
-            )
-        except (ValueError, KeyError, TypeError) as exc:
+            bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=headers)
+            response = await self._app.async_dispatch(bolt_request)
+        except Exception as exc:
+            # Bolt assumes well-formed payloads; a signed but malformed one is the sender's problem, not a 5xx.
             log.warning("malformed Slack request: %s", type(exc).__name__)
+            return web.json_response({"error": "malformed Slack request"}, status=400)
+        if response.status >= 500:
+            log.warning("Slack request not handled (%s): %s", response.status, response.body[:200])
             return web.json_response({"error": "malformed Slack request"}, status=400)
         return await to_aiohttp_response(response)
 
