@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "web": "adapters.web:WebAdapter",
     "slack": "adapters.slack:SlackAdapter",
+    "discord": "adapters.discord_bot:DiscordAdapter",
 }
 
 

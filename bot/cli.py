@@ -48,6 +48,9 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     except StoreUnavailable as exc:
         _fail(f"the store is unavailable: {exc}")
         raise AssertionError("unreachable") from exc
+    except ConfigError as exc:
+        _fail(f"config error: {exc}", code=2)
+        raise AssertionError("unreachable") from exc
 
 
 async def _with_store(settings: Settings, action: Callable[[SessionStore], Awaitable[T]]) -> T:

@@ -35,4 +35,5 @@ def recap(record: SessionRecord | None) -> str:
         return f"Summary of this conversation:\n{record.summary}"
     asked = [m.content for m in record.messages if m.role == "user"][-RECAP_MESSAGES:]
     lines = "\n".join(f"- {' '.join(text.split())[:200]}" for text in asked)
-    return f"This conversation has {record.meta.turns} turns. Your latest messages:\n{lines}"
+    turns = record.meta.turns
+    return f"This conversation has {turns} turn{'' if turns == 1 else 's'}. Your latest messages:\n{lines}"

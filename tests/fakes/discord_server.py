@@ -950,6 +950,35 @@ class FakeDiscord:
             await self._announce_thread(int(data["channel_id"]))
         await self._send_event(event, data)
 
+    async def add_thread_member(self, thread_id: int, user_id: int | None = None) -> None:
+        """Adds ``user_id`` (default the bot) to a thread and sends THREAD_MEMBERS_UPDATE, as Discord does.
+
+        Discord tells a bot without the members intent only about its own membership; discord.py then sets
+        ``Thread.me``. The thread is announced first if the client has not heard of it.
+
+        Args:
+            thread_id: A thread registered with :meth:`thread_channel`.
+            user_id: The member to add.
+
+        Raises:
+            KeyError: If the thread is unknown.
+        """
+        thread = self._channels[thread_id]
+        member = user_id if user_id is not None else self.bot_user_id
+        await self._announce_thread(thread_id)
+        thread["member_count"] = int(thread.get("member_count") or 0) + 1
+        added = {"id": str(thread_id), "user_id": str(member), "join_timestamp": _now_iso(), "flags": 0}
+        await self.dispatch(
+            "THREAD_MEMBERS_UPDATE",
+            {
+                "id": str(thread_id),
+                "guild_id": thread["guild_id"],
+                "member_count": thread["member_count"],
+                "added_members": [added],
+                "removed_member_ids": [],
+            },
+        )
+
     async def _announce_thread(self, channel_id: int) -> None:
         channel = self._channels.get(channel_id)
         if channel is None or channel["type"] not in _THREAD_TYPES or channel_id in self._announced_threads:
