@@ -40,11 +40,12 @@ import zlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 import yarl
 from aiohttp import BodyPartReader, WSMsgType, web
+
+from tests.fakes.loopback import LoopbackFake, serve_on_loopback
 
 API_PREFIX = "/api/v10"
 API_VERSION = 10
@@ -246,7 +247,7 @@ def _is_true(value: str | None) -> bool:
 Handler = Callable[[RestCall, "re.Match[str]"], Awaitable[web.Response]]
 
 
-class FakeDiscord:
+class FakeDiscord(LoopbackFake):
     """A fake Discord serving REST and a gateway on ``127.0.0.1``, for the real discord.py client.
 
     The fake has one guild (``guild_id``) with one text channel (``channel_id``), a bot user
@@ -354,15 +355,7 @@ class FakeDiscord:
         app.router.add_get("/gateway", self._handle_gateway)
         app.router.add_get("/gateway/", self._handle_gateway)
         app.router.add_route("*", "/{tail:.*}", self._handle_rest)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self._port = int(runner.addresses[0][1])
-        except BaseException:
-            await runner.cleanup()
-            raise
+        runner, _, self._port = await serve_on_loopback(app, shutdown_timeout=_SHUTDOWN_TIMEOUT)
         self._runner = runner
 
     async def aclose(self) -> None:
@@ -375,24 +368,6 @@ class FakeDiscord:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-
-    async def __aenter__(self) -> FakeDiscord:
-        """Starts the server.
-
-        Returns:
-            The started fake.
-        """
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stops the server."""
-        await self.aclose()
 
     # ------------------------------------------------------------------ model
 
