@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEV_STAMP := $(VENV)/.dev-installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: install run chat test lint format bench clean
+.PHONY: install run chat test lint format bench soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ format: $(DEV_STAMP)
 
 bench: $(BENCH_STAMP)
 	$(PY) bench/core_bench.py --plot docs/bench_core.png --json docs/bench_core.json
+
+soak: $(DEV_STAMP)
+	$(PY) bench/soak.py --seconds 120 --sessions 200 --json docs/soak.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

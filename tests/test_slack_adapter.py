@@ -224,6 +224,21 @@ async def test_the_ack_comes_within_three_seconds_while_the_model_takes_ten(fake
         await close(h, grace=0)
 
 
+async def test_a_slow_reply_streams_in_order_across_appends(h: Harness) -> None:
+    h.model.chunk_delay = 0.06
+    question = " ".join(f"word{i}" for i in range(30))
+    await h.event(mention(question, ts="1700000000.000650"))
+    await h.settle()
+    start = h.fake.calls_to("chat.startStream")
+    appends = h.fake.calls_to("chat.appendStream")
+    stop = h.fake.calls_to("chat.stopStream")
+    assert len(start) == 1 and len(appends) >= 2 and len(stop) == 1
+    pieces = [start[0].args["markdown_text"], *(a.args["markdown_text"] for a in appends)]
+    pieces.append(stop[0].args.get("markdown_text") or "")
+    assert "".join(pieces) == f"reply to {question} "
+    assert thread_text(h.fake, "1700000000.000650") == [f"reply to {question} "]
+
+
 async def test_without_streaming_the_reply_is_posted_then_updated(fake: FakeSlack) -> None:
     fake.disable_streaming()
     h = await make_harness(fake)

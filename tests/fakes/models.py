@@ -17,6 +17,7 @@ class RecordingModel(BaseChatModel):
     """Replies ``reply to <last message>``; ``delay`` seconds per call; every prompt lands in ``prompts``."""
 
     delay: float = 0.0
+    chunk_delay: float = 0.0  # seconds between streamed words
     prompts: list[list[BaseMessage]] = Field(default_factory=list)
 
     @property
@@ -57,4 +58,6 @@ class RecordingModel(BaseChatModel):
         if self.delay:
             await asyncio.sleep(self.delay)
         for word in self._answer(messages).split(" "):
+            if self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
             yield ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
