@@ -45,6 +45,9 @@ def build_bot(settings: Settings, *, store: SessionStore | None = None) -> Suppo
         answer_without_memory=settings.memory.when_unavailable == "answer",
         rate_limit_messages=settings.rate_limit.messages,
         rate_limit_period=settings.rate_limit.period,
+        max_prompt_tokens=settings.llm.max_prompt_tokens,
+        # The offline responder reads the knowledge base itself; a model gets the best passages in its prompt.
+        kb_snippets=settings.kb.top_k if settings.llm_configured and settings.kb.in_prompt else 0,
     )
     chat_model = build_chat_model(settings, kb)
     return SupportBot(
@@ -53,4 +56,5 @@ def build_bot(settings: Settings, *, store: SessionStore | None = None) -> Suppo
         options=options,
         strategy=build_strategy(settings),
         resources=chat_model.resources,
+        knowledge=kb,
     )

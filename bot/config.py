@@ -93,11 +93,13 @@ class LLMSettings(_Section):
     timeout: Duration = 30.0
     max_retries: int = Field(default=2, ge=0, le=10)
     max_tokens: int | None = Field(default=None, ge=1)
+    max_prompt_tokens: int = Field(default=6_000, ge=200)
 
 
 class KBSettings(_Section):
     path: str = "kb"
     top_k: int = Field(default=2, ge=1, le=10)
+    in_prompt: bool = True
 
 
 class ServerSettings(_Section):

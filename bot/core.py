@@ -15,13 +15,14 @@ from langchain_core.messages import BaseMessage
 
 from bot.constants import LEASE_RETRY_MAX_S, LEASE_RETRY_MIN_S, LEASE_WAIT_S, MAX_MESSAGE_CHARS
 from bot.errors import InvalidMessage, LeaseLost, ModelError, SessionBusy, ShuttingDown, StoreUnavailable
+from bot.kb import KnowledgeBase
 from bot.memory.base import ClaimStatus, Lease, SessionContext, SessionStore, TurnStart
 from bot.messages import IncomingMessage, Reply, ReplyKind, StoredMessage, clean_text
 from bot.metrics import TurnMetrics
 from bot.model import AsyncClosable, translate_model_error
 from bot.ratelimit import RateLimiter
 from bot.session import Scope, SessionKey, session_key_for
-from bot.strategies import MemoryStrategy, WindowStrategy, build_prompt
+from bot.strategies import MemoryStrategy, Snippet, WindowStrategy, build_prompt
 
 log = logging.getLogger("supportbot.core")
 
@@ -59,6 +60,8 @@ class CoreOptions:
     answer_without_memory: bool = False  # when the store is down: answer from the new message alone, say so
     rate_limit_messages: int = 0  # per user per rate_limit_period; 0 = no limit
     rate_limit_period: float = 60.0
+    max_prompt_tokens: int | None = None  # the prompt is cut to fit, least valuable parts first
+    kb_snippets: int = 0  # knowledge-base passages offered to the model per turn
 
 
 class _SessionLocks:
@@ -122,9 +125,11 @@ class SupportBot:
         strategy: MemoryStrategy | None = None,
         resources: Sequence[AsyncClosable] = (),
         metrics: TurnMetrics | None = None,
+        knowledge: KnowledgeBase | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics or TurnMetrics()
+        self.knowledge = knowledge
         self.model = model
         self._resources = tuple(resources)
         self.options = options
@@ -273,9 +278,7 @@ class SupportBot:
         assert start.lease is not None and start.context is not None
         lease: Lease | None = start.lease
         try:
-            prompt = build_prompt(
-                system_prompt=self.options.system_prompt, context=start.context, text=text, strategy=self.strategy
-            )
+            prompt = self._prompt(start.context, text)
             with self.metrics.model_seconds.time():
                 answer, kind = await self._ask(prompt, key, sink)
             user = StoredMessage("user", text, msg.timestamp, user=msg.user, event_id=msg.event_id)
@@ -295,11 +298,25 @@ class SupportBot:
                 await self._abort_quietly(lease)
         return Reply(answer if kind is ReplyKind.ANSWER else MODEL_FAILED_REPLY, key.id, msg.event_id, kind)
 
+    def _prompt(self, context: SessionContext, text: str) -> list[BaseMessage]:
+        snippets: list[Snippet] = []
+        if self.knowledge is not None and self.options.kb_snippets:
+            snippets = [
+                Snippet(h.section.article, h.section.heading, h.section.body, h.score)
+                for h in self.knowledge.search(text, k=self.options.kb_snippets)
+            ]
+        return build_prompt(
+            system_prompt=self.options.system_prompt,
+            context=context,
+            text=text,
+            strategy=self.strategy,
+            snippets=snippets,
+            max_tokens=self.options.max_prompt_tokens,
+        )
+
     async def _stateless_turn(self, msg: IncomingMessage, key: SessionKey, text: str, sink: Sink | None) -> Reply:
         """Answer from the new message alone while the store is down; nothing is remembered, and the reply says so."""
-        prompt = build_prompt(
-            system_prompt=self.options.system_prompt, context=SessionContext(), text=text, strategy=self.strategy
-        )
+        prompt = self._prompt(SessionContext(), text)
         answer, kind = await self._ask(prompt, key, sink)
         if kind is not ReplyKind.ANSWER:
             return Reply(MODEL_FAILED_REPLY, key.id, msg.event_id, kind)

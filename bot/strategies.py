@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
@@ -10,6 +11,8 @@ from langchain_core.messages.utils import count_tokens_approximately, trim_messa
 
 from bot.memory.base import SessionContext
 from bot.messages import StoredMessage
+
+SNIPPET_CHARS = 1_200  # of each knowledge-base passage offered to the model
 
 
 class MemoryStrategy(Protocol):
@@ -80,17 +83,66 @@ def to_langchain(message: StoredMessage) -> BaseMessage:
     return AIMessage(content=message.content)
 
 
+@dataclass(frozen=True, slots=True)
+class Snippet:
+    """A knowledge-base passage offered to the model, with its BM25 score."""
+
+    title: str
+    heading: str
+    body: str
+    score: float
+
+
+def _knowledge_block(snippets: Sequence[Snippet]) -> str:
+    parts = [
+        f"### {s.title}" + ("" if s.heading == s.title else f" — {s.heading}") + f"\n{s.body[:SNIPPET_CHARS]}"
+        for s in snippets
+    ]
+    return "Help articles that may be relevant (name the article when you use it):\n\n" + "\n\n".join(parts)
+
+
 def build_prompt(
     *,
     system_prompt: str,
     context: SessionContext,
     text: str,
     strategy: MemoryStrategy,
+    snippets: Sequence[Snippet] = (),
+    max_tokens: int | None = None,
 ) -> list[BaseMessage]:
-    """System prompt, summary (when present), the strategy's window of this session, then the new message."""
-    prompt: list[BaseMessage] = [SystemMessage(content=system_prompt)]
-    if context.summary:
-        prompt.append(SystemMessage(content=f"Summary of the earlier conversation:\n{context.summary}"))
-    prompt.extend(strategy.select([to_langchain(m) for m in context.messages]))
-    prompt.append(HumanMessage(content=text))
+    """System prompt, summary, knowledge-base snippets, the strategy's window of this session, the new message.
+
+    With ``max_tokens`` the prompt is cut to fit, least valuable first: the lowest-scoring snippets, then the
+    oldest messages of the window (down to the last exchange), then the summary, then the rest of the window.
+    The system prompt and the new message always stay.
+    """
+    window = strategy.select([to_langchain(m) for m in context.messages])
+    summary = context.summary
+    kb = sorted(snippets, key=lambda s: s.score, reverse=True)
+
+    def render() -> list[BaseMessage]:
+        prompt: list[BaseMessage] = [SystemMessage(content=system_prompt)]
+        if summary:
+            prompt.append(SystemMessage(content=f"Summary of the earlier conversation:\n{summary}"))
+        if kb:
+            prompt.append(SystemMessage(content=_knowledge_block(kb)))
+        prompt.extend(window)
+        prompt.append(HumanMessage(content=text))
+        return prompt
+
+    prompt = render()
+    while max_tokens is not None and count_tokens_approximately(prompt) > max_tokens:
+        if kb:
+            kb.pop()
+        elif len(window) > 2:
+            del window[0]
+            while window and window[0].type != "human":
+                del window[0]
+        elif summary:
+            summary = None
+        elif window:
+            del window[0]
+        else:
+            break
+        prompt = render()
     return prompt
