@@ -8,6 +8,14 @@ from bot.kb import KnowledgeBase
 from bot.memory import SessionStore, StoreLimits, open_store
 from bot.model import build_chat_model
 from bot.strategies import BufferStrategy, MemoryStrategy, WindowStrategy
+from bot.summary import ExtractiveSummarizer, ModelSummarizer, Summarizer
+
+UNSUMMARIZED_FACTOR = 5  # with a summary, up to 5 x max_messages wait for a fold before being trimmed
+
+
+def summary_enabled(settings: Settings) -> bool:
+    """A rolling summary only makes sense when the model sees a window, not the whole buffer."""
+    return settings.memory.summary and settings.memory.strategy == "window"
 
 
 def store_limits(settings: Settings) -> StoreLimits:
@@ -18,6 +26,8 @@ def store_limits(settings: Settings) -> StoreLimits:
         max_messages=memory.max_messages,
         dedupe_ttl=memory.dedupe_ttl,
         lease_ttl=memory.lease_ttl,
+        # Keep what the summary does not cover yet, within reason, should the summarizer be down for a while.
+        max_unsummarized=memory.max_messages * UNSUMMARIZED_FACTOR if summary_enabled(settings) else 0,
     )
 
 
@@ -50,6 +60,9 @@ def build_bot(settings: Settings, *, store: SessionStore | None = None) -> Suppo
         kb_snippets=settings.kb.top_k if settings.llm_configured and settings.kb.in_prompt else 0,
     )
     chat_model = build_chat_model(settings, kb)
+    summarizer: Summarizer | None = None
+    if summary_enabled(settings):
+        summarizer = ModelSummarizer(chat_model.model) if settings.llm_configured else ExtractiveSummarizer()
     return SupportBot(
         store=store or build_store(settings),
         model=chat_model.model,
@@ -57,4 +70,5 @@ def build_bot(settings: Settings, *, store: SessionStore | None = None) -> Suppo
         strategy=build_strategy(settings),
         resources=chat_model.resources,
         knowledge=kb,
+        summarizer=summarizer,
     )

@@ -23,6 +23,7 @@ from bot.model import AsyncClosable, translate_model_error
 from bot.ratelimit import RateLimiter
 from bot.session import Scope, SessionKey, session_key_for
 from bot.strategies import MemoryStrategy, Snippet, WindowStrategy, build_prompt
+from bot.summary import Summarizer
 
 log = logging.getLogger("supportbot.core")
 
@@ -126,10 +127,13 @@ class SupportBot:
         resources: Sequence[AsyncClosable] = (),
         metrics: TurnMetrics | None = None,
         knowledge: KnowledgeBase | None = None,
+        summarizer: Summarizer | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics or TurnMetrics()
         self.knowledge = knowledge
+        self.summarizer = summarizer
+        self._folds: dict[str, asyncio.Task[None]] = {}  # session id -> its running summary fold
         self.model = model
         self._resources = tuple(resources)
         self.options = options
@@ -183,8 +187,8 @@ class SupportBot:
 
     @property
     def in_flight(self) -> int:
-        """Turns currently running."""
-        return len(self._turns)
+        """Turns and summary folds currently running."""
+        return len(self._turns) + len(self._folds)
 
     def _spawn(self, msg: IncomingMessage, sink: Sink | None) -> asyncio.Task[Reply | None]:
         if self._closing:
@@ -289,6 +293,7 @@ class SupportBot:
             if not saved:
                 self.metrics.duplicates.inc()
                 return None
+            self._schedule_fold(key, start.context, saved=len(messages))
         except StoreUnavailable as exc:
             self._count_error(exc)
             log.error("could not save the turn of session %s: %s", key.id, exc, extra={"session_id": key.id})
@@ -297,6 +302,36 @@ class SupportBot:
             if lease is not None:
                 await self._abort_quietly(lease)
         return Reply(answer if kind is ReplyKind.ANSWER else MODEL_FAILED_REPLY, key.id, msg.event_id, kind)
+
+    def _schedule_fold(self, key: SessionKey, context: SessionContext, *, saved: int) -> None:
+        """After the reply: fold what is about to leave the window into the summary, in the background.
+
+        It starts a few messages before the window's edge and folds up to the window's middle, so a fold has a
+        couple of turns to finish before any message leaves the window unsummarised, and runs about every
+        window / 4 turns rather than on every turn.
+        """
+        window = self.strategy.load_size
+        total = context.total + saved
+        if self.summarizer is None or key.id in self._folds or total - context.summary_upto < max(window - 4, 2):
+            return
+        upto = total - window // 2
+        task = asyncio.get_running_loop().create_task(self._fold(key, upto), name=f"supportbot-fold:{key.id}")
+        self._folds[key.id] = task
+        task.add_done_callback(lambda _: self._folds.pop(key.id, None))
+
+    async def _fold(self, key: SessionKey, upto: int) -> None:
+        assert self.summarizer is not None
+        try:
+            work = await self.store.unsummarized(key, upto=upto)
+            if not work.messages:
+                return
+            summary = await self.summarizer.fold(work.summary, work.messages)
+            if await self.store.save_summary(key, summary=summary, after=work.summary_upto, upto=upto):
+                log.info("summary folded up to message %d", upto, extra={"session_id": key.id})
+        except (ModelError, StoreUnavailable) as exc:
+            # The backlog stays; the fold is tried again after the session's next turn.
+            self._count_error(exc)
+            log.warning("summary fold failed for session %s: %s", key.id, exc, extra={"session_id": key.id})
 
     def _prompt(self, context: SessionContext, text: str) -> list[BaseMessage]:
         snippets: list[Snippet] = []
@@ -404,10 +439,10 @@ class SupportBot:
         connections; the store belongs to whoever opened it.
         """
         deadline = time.monotonic() + grace
-        while self._turns and (remaining := deadline - time.monotonic()) > 0:
-            await asyncio.wait(set(self._turns), timeout=remaining)
+        while (self._turns or self._folds) and (remaining := deadline - time.monotonic()) > 0:
+            await asyncio.wait(set(self._turns) | set(self._folds.values()), timeout=remaining)
         self._closing = True
-        pending = set(self._turns)
+        pending = set(self._turns) | set(self._folds.values())
         for task in pending:
             task.cancel()
         if pending:

@@ -210,3 +210,47 @@ async def test_ping_and_idempotent_close(store_factory: StoreFactory) -> None:
     await store.ping()
     await store.aclose()
     await store.aclose()
+
+
+async def test_the_summary_cut_point_moves_once_and_keeps_what_is_not_summarised(store_factory: StoreFactory) -> None:
+    store = store_factory(StoreLimits(max_messages=4, max_unsummarized=50))
+    for n in range(1, 6):
+        await turn(store, KEY, n)
+    start = await store.begin_turn(KEY, event_id="e-peek", window=2)
+    assert start.context is not None and (start.context.total, start.context.summary_upto) == (10, 0)
+    assert start.lease is not None
+    await store.abort_turn(start.lease)
+    record = await store.get(KEY)
+    assert record is not None and len(record.messages) == 10, "nothing is trimmed before it is summarised"
+
+    work = await store.unsummarized(KEY, upto=6)
+    assert work.summary is None and work.summary_upto == 0
+    assert [m.content for m in work.messages] == [
+        "question 1", "answer 1", "question 2", "answer 2", "question 3", "answer 3",
+    ]  # fmt: skip
+    assert await store.save_summary(KEY, summary="asked 1-3", after=0, upto=6) is True
+    assert await store.save_summary(KEY, summary="a late twin", after=0, upto=6) is False, "the fold is idempotent"
+
+    await turn(store, KEY, 6)
+    start = await store.begin_turn(KEY, event_id="e-next", window=2)
+    assert start.context is not None
+    assert (start.context.summary, start.context.summary_upto, start.context.total) == ("asked 1-3", 6, 12)
+    assert start.lease is not None
+    await store.abort_turn(start.lease)
+    record = await store.get(KEY)
+    assert record is not None and record.summary == "asked 1-3"
+    assert [m.content for m in record.messages] == [
+        "question 4", "answer 4", "question 5", "answer 5", "question 6", "answer 6",
+    ], "trimming stops at the summary's cut point"  # fmt: skip
+    work = await store.unsummarized(KEY, upto=12)
+    assert work.summary_upto == 6 and [m.content for m in work.messages][0] == "question 4"
+
+
+async def test_without_a_summary_the_history_is_trimmed_as_before(store_factory: StoreFactory) -> None:
+    store = store_factory(StoreLimits(max_messages=4))
+    for n in range(1, 6):
+        await turn(store, KEY, n)
+    record = await store.get(KEY)
+    assert record is not None and len(record.messages) == 4
+    assert (await store.unsummarized(OTHER, upto=10)).messages == ()
+    assert await store.save_summary(OTHER, summary="x", after=0, upto=2) is False, "no session, nothing written"

@@ -10,6 +10,7 @@ from bot.memory.base import (
     SessionRecord,
     SessionStore,
     StoreLimits,
+    SummaryWork,
     TurnStart,
 )
 
@@ -21,6 +22,7 @@ __all__ = [
     "SessionRecord",
     "SessionStore",
     "StoreLimits",
+    "SummaryWork",
     "TurnStart",
     "open_store",
 ]

@@ -20,12 +20,21 @@ class StoreLimits:
         max_messages: messages kept per session; older ones are trimmed on save.
         dedupe_ttl: seconds an answered delivery id is remembered for idempotency.
         lease_ttl: seconds a turn may hold its session before another process may take over.
+        max_unsummarized: with a rolling summary, messages not yet folded into it are kept beyond
+            ``max_messages`` up to this many, so none is trimmed before it is summarised; 0 turns that off.
     """
 
     idle_ttl: float = IDLE_TTL_S
     max_messages: int = MAX_MESSAGES
     dedupe_ttl: float = DEDUPE_TTL_S
     lease_ttl: float = LEASE_TTL_S
+    max_unsummarized: int = 0
+
+    def keep(self, total: int, summary_upto: int) -> int:
+        """How many of the newest messages a session keeps after a save."""
+        if self.max_unsummarized <= 0:
+            return self.max_messages
+        return min(max(self.max_messages, total - summary_upto), self.max_unsummarized)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +54,17 @@ class SessionContext:
     messages: tuple[StoredMessage, ...] = ()
     summary: str | None = None
     meta: SessionMeta | None = None
+    total: int = 0  # messages ever saved in the session: the sequence number of the newest
+    summary_upto: int = 0  # the summary covers messages 1..summary_upto
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryWork:
+    """What a summary fold needs: the current summary, the cut point it covers, and the messages after it."""
+
+    summary: str | None
+    summary_upto: int
+    messages: tuple[StoredMessage, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +137,18 @@ class SessionStore(Protocol):
 
         Raises:
             StoreUnavailable: the store cannot be reached.
+        """
+        ...
+
+    async def unsummarized(self, key: SessionKey, *, upto: int) -> SummaryWork:
+        """The summary and the messages after its cut point up to sequence number ``upto``, in one read."""
+        ...
+
+    async def save_summary(self, key: SessionKey, *, summary: str, after: int, upto: int) -> bool:
+        """Replace the summary and move its cut point from ``after`` to ``upto``, atomically.
+
+        Returns False (and writes nothing) when the cut point is no longer ``after`` — another fold won — or
+        the session is gone, which makes a fold safe to run twice.
         """
         ...
 

@@ -14,6 +14,7 @@ from bot.memory.base import (
     SessionMeta,
     SessionRecord,
     StoreLimits,
+    SummaryWork,
     TurnStart,
 )
 from bot.messages import StoredMessage
@@ -29,6 +30,8 @@ class _Session:
     users: set[str] = field(default_factory=set)
     seen: dict[str, float] = field(default_factory=dict)  # answered event id -> when
     lease: tuple[int, str, float] | None = None  # token, event id, expires at
+    total: int = 0
+    summary_upto: int = 0
 
     def lease_holder(self, now: float) -> tuple[int, str, float] | None:
         if self.lease is not None and self.lease[2] <= now:
@@ -71,7 +74,13 @@ class MemoryStore:
         token = next(self._fence)
         session.lease = (token, event_id, now + self.limits.lease_ttl)
         recent = tuple(session.messages[-window:]) if window > 0 else ()
-        context = SessionContext(messages=recent, summary=session.summary, meta=session.meta)
+        context = SessionContext(
+            messages=recent,
+            summary=session.summary,
+            meta=session.meta,
+            total=session.total,
+            summary_upto=session.summary_upto,
+        )
         return TurnStart(ClaimStatus.ACQUIRED, Lease(key, token, event_id), context)
 
     async def commit_turn(self, lease: Lease, messages: tuple[StoredMessage, ...], *, platform: str) -> None:
@@ -81,7 +90,8 @@ class MemoryStore:
         if session is None or holder is None or holder[:2] != (lease.token, lease.event_id):
             raise LeaseLost(f"lease {lease.token} on session {lease.key.id} is no longer held")
         session.messages.extend(messages)
-        del session.messages[: -self.limits.max_messages]
+        session.total += len(messages)
+        del session.messages[: -self.limits.keep(session.total, session.summary_upto)]
         created = session.meta.created if session.meta else now
         turns = session.meta.turns + 1 if session.meta else 1
         session.meta = SessionMeta(created=created, last_active=now, platform=platform, turns=turns)
@@ -98,6 +108,22 @@ class MemoryStore:
         session.lease = None
         if session.meta is None:
             del self._sessions[lease.key.id]
+
+    async def unsummarized(self, key: SessionKey, *, upto: int) -> SummaryWork:
+        session = self._live(key, time.time())
+        if session is None:
+            return SummaryWork(None, 0, ())
+        first = session.total - len(session.messages) + 1  # sequence number of the oldest kept message
+        start = max(session.summary_upto + 1, first) - first
+        stop = min(upto, session.total) - first + 1
+        return SummaryWork(session.summary, session.summary_upto, tuple(session.messages[start : max(start, stop)]))
+
+    async def save_summary(self, key: SessionKey, *, summary: str, after: int, upto: int) -> bool:
+        session = self._live(key, time.time())
+        if session is None or session.meta is None or session.summary_upto != after:
+            return False
+        session.summary, session.summary_upto = summary, upto
+        return True
 
     async def get(self, key: SessionKey) -> SessionRecord | None:
         session = self._live(key, time.time())

@@ -8,12 +8,15 @@ key                    type         holds
 =====================  ===========  ===================================================
 ``sb:{id}:msgs``       list         recent messages as JSON, trimmed to ``max_messages``
 ``sb:{id}:summary``    string       the rolling summary (written by the summary layer)
-``sb:{id}:meta``       hash         created, last_active, platform, turns (ms / count)
+``sb:{id}:meta``       hash         created, last_active (ms), platform, turns, seq, summary_upto
 ``sb:{id}:users``      set          platform user ids seen in the session
 ``sb:{id}:seen``       sorted set   answered delivery ids, scored by answer time (ms)
 ``sb:{id}:lease``      string       ``<fencing token>:<event id>`` of the turn in progress
 ``sb:{id}:fence``      counter      the last fencing token handed out
 =====================  ===========  ===================================================
+
+``seq`` counts the messages ever saved (the newest message's sequence number); the summary covers messages
+``1..summary_upto``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from bot.memory.base import (
     SessionMeta,
     SessionRecord,
     StoreLimits,
+    SummaryWork,
     TurnStart,
 )
 from bot.messages import StoredMessage
@@ -66,11 +70,18 @@ return {'ok', token, redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[3]),
 """
 
 # KEYS: msgs summary meta users seen lease fence
-# ARGV: lease value, event id, now (ms), idle ttl (ms), max messages, dedupe ttl (ms), platform, user, messages...
+# ARGV: lease value, event id, now (ms), idle ttl (ms), max messages, dedupe ttl (ms), platform, user,
+#       max unsummarized (0 = off), messages...
 _COMMIT = """
 if redis.call('GET', KEYS[6]) ~= ARGV[1] then return 0 end
-redis.call('RPUSH', KEYS[1], unpack(ARGV, 9))
-redis.call('LTRIM', KEYS[1], -tonumber(ARGV[5]), -1)
+local total = redis.call('HINCRBY', KEYS[3], 'seq', #ARGV - 9)
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 10))
+local keep, cap = tonumber(ARGV[5]), tonumber(ARGV[9])
+if cap > 0 then
+  local upto = tonumber(redis.call('HGET', KEYS[3], 'summary_upto') or '0')
+  keep = math.min(math.max(keep, total - upto), cap)
+end
+redis.call('LTRIM', KEYS[1], -keep, -1)
 redis.call('HSETNX', KEYS[3], 'created', ARGV[3])
 redis.call('HSET', KEYS[3], 'last_active', ARGV[3], 'platform', ARGV[7])
 redis.call('HINCRBY', KEYS[3], 'turns', 1)
@@ -79,6 +90,26 @@ redis.call('ZADD', KEYS[5], ARGV[3], ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', tonumber(ARGV[3]) - tonumber(ARGV[6]))
 redis.call('DEL', KEYS[6])
 for _, i in ipairs({1, 2, 3, 4, 5, 7}) do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+return 1
+"""
+
+# KEYS: msgs summary meta ; ARGV: upto (sequence number)
+_UNSUMMARIZED = """
+local total = tonumber(redis.call('HGET', KEYS[3], 'seq') or '0')
+local after = tonumber(redis.call('HGET', KEYS[3], 'summary_upto') or '0')
+local upto = math.min(tonumber(ARGV[1]), total)
+local summary = redis.call('GET', KEYS[2])
+if upto <= after then return {after, summary, {}} end
+local first = total - redis.call('LLEN', KEYS[1]) + 1
+return {after, summary, redis.call('LRANGE', KEYS[1], math.max(after + 1, first) - first, upto - first)}
+"""
+
+# KEYS: summary meta ; ARGV: summary, after, upto, idle ttl (ms)
+_SAVE_SUMMARY = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+if tonumber(redis.call('HGET', KEYS[2], 'summary_upto') or '0') ~= tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+redis.call('HSET', KEYS[2], 'summary_upto', ARGV[3])
 return 1
 """
 
@@ -100,8 +131,13 @@ def _keys(key: SessionKey) -> list[str]:
     return [key.store_key(part) for part in _PARTS]
 
 
+def _fields(raw: list[Any] | dict[str, str]) -> dict[str, str]:
+    """A hash as a dict: Lua hands HGETALL back as a flat list."""
+    return raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2], strict=True))
+
+
 def _meta(raw: list[Any] | dict[str, str]) -> SessionMeta | None:
-    fields: dict[str, str] = raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2], strict=True))
+    fields = _fields(raw)
     last_active = fields.get("last_active")
     if last_active is None:
         return None
@@ -123,6 +159,8 @@ class RedisStore:
         self._commit = client.register_script(_COMMIT)
         self._abort = client.register_script(_ABORT)
         self._read = client.register_script(_READ)
+        self._unsummarized = client.register_script(_UNSUMMARIZED)
+        self._save_summary = client.register_script(_SAVE_SUMMARY)
         self._closed = False
 
     @classmethod
@@ -175,10 +213,13 @@ class RedisStore:
         if status == "busy":
             return TurnStart(ClaimStatus.BUSY, retry_after=max(int(reply[1]), 0) / 1000)
         _, token, summary, meta, raw_messages = reply
+        fields = _fields(meta)
         context = SessionContext(
             messages=tuple(StoredMessage.from_json(m) for m in raw_messages),
             summary=summary,
-            meta=_meta(meta),
+            meta=_meta(fields),
+            total=int(fields.get("seq", 0)),
+            summary_upto=int(fields.get("summary_upto", 0)),
         )
         return TurnStart(ClaimStatus.ACQUIRED, Lease(key, int(token), event_id), context)
 
@@ -193,6 +234,7 @@ class RedisStore:
             int(self.limits.dedupe_ttl * 1000),
             platform,
             user,
+            self.limits.max_unsummarized,
             *(m.to_json() for m in messages),
         ]
         written = await self._call("commit_turn", lambda: self._commit(keys=_keys(lease.key), args=args))
@@ -202,6 +244,17 @@ class RedisStore:
     async def abort_turn(self, lease: Lease) -> None:
         value = f"{lease.token}:{lease.event_id}"
         await self._call("abort_turn", lambda: self._abort(keys=[lease.key.store_key("lease")], args=[value]))
+
+    async def unsummarized(self, key: SessionKey, *, upto: int) -> SummaryWork:
+        keys = [key.store_key(part) for part in ("msgs", "summary", "meta")]
+        after, summary, raw = await self._call("unsummarized", lambda: self._unsummarized(keys=keys, args=[upto]))
+        return SummaryWork(summary, int(after), tuple(StoredMessage.from_json(m) for m in raw))
+
+    async def save_summary(self, key: SessionKey, *, summary: str, after: int, upto: int) -> bool:
+        keys = [key.store_key("summary"), key.store_key("meta")]
+        args: list[str | int] = [summary, after, upto, int(self.limits.idle_ttl * 1000)]
+        saved = await self._call("save_summary", lambda: self._save_summary(keys=keys, args=args))
+        return bool(saved)
 
     async def _read_session(self, key: SessionKey, *, messages: bool) -> list[Any]:
         """Metadata, users, (messages) and summary in one script call: consistent, and one slot on a cluster."""

@@ -20,6 +20,7 @@ from bot.memory.base import (
     SessionMeta,
     SessionRecord,
     StoreLimits,
+    SummaryWork,
     TurnStart,
 )
 from bot.messages import StoredMessage
@@ -35,7 +36,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     summary TEXT,
     lease_token INTEGER,
     lease_event TEXT,
-    lease_expires REAL
+    lease_expires REAL,
+    seq INTEGER NOT NULL DEFAULT 0,
+    summary_upto INTEGER NOT NULL DEFAULT 0
 );
 -- One store-wide fencing counter: a token is never reused, even after a session row is dropped.
 CREATE TABLE IF NOT EXISTS fence (id INTEGER PRIMARY KEY CHECK (id = 1), token INTEGER NOT NULL);
@@ -61,6 +64,11 @@ CREATE TABLE IF NOT EXISTS seen (
 """
 
 _CHILD_TABLES = ("messages", "session_users", "seen")
+# Columns added after the first release, for databases created before them.
+_ADDED_COLUMNS = {
+    "seq": "ALTER TABLE sessions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",
+    "summary_upto": "ALTER TABLE sessions ADD COLUMN summary_upto INTEGER NOT NULL DEFAULT 0",
+}
 
 
 async def _scalar(db: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
@@ -110,6 +118,11 @@ class SqliteStore:
                 await db.execute("PRAGMA journal_mode=WAL")
                 await db.execute("PRAGMA synchronous=NORMAL")
                 await db.executescript(_SCHEMA)
+                cur = await db.execute("PRAGMA table_info(sessions)")
+                present = {row[1] for row in await cur.fetchall()}
+                for column, ddl in _ADDED_COLUMNS.items():
+                    if column not in present:
+                        await db.execute(ddl)
             except (sqlite3.Error, OSError) as exc:
                 raise StoreUnavailable(f"cannot open sqlite store at {self._path}: {exc}") from exc
             self._db = db
@@ -138,8 +151,8 @@ class SqliteStore:
     async def _row(self, db: aiosqlite.Connection, session_id: str, now: float) -> Any:
         """The session's row, dropping it first when it has expired."""
         cur = await db.execute(
-            "SELECT last_active, lease_token, lease_event, lease_expires, summary, created, platform, turns "
-            "FROM sessions WHERE id = ?",
+            "SELECT last_active, lease_token, lease_event, lease_expires, summary, created, platform, turns, "
+            "seq, summary_upto FROM sessions WHERE id = ?",
             (session_id,),
         )
         row = await cur.fetchone()
@@ -175,6 +188,8 @@ class SqliteStore:
             messages=tuple(StoredMessage.from_json(b) for b in reversed(bodies)),
             summary=row["summary"] if row is not None else None,
             meta=_meta(row),
+            total=row["seq"] if row is not None else 0,
+            summary_upto=row["summary_upto"] if row is not None else 0,
         )
         return TurnStart(ClaimStatus.ACQUIRED, Lease(key, token, event_id), context)
 
@@ -183,25 +198,28 @@ class SqliteStore:
         sid = lease.key.id
         async with self._tx() as db:
             cur = await db.execute(
-                "SELECT lease_token, lease_event, lease_expires FROM sessions WHERE id = ?",
+                "SELECT lease_token, lease_event, lease_expires, seq, summary_upto FROM sessions WHERE id = ?",
                 (sid,),
             )
             row = await cur.fetchone()
             if row is None or (row[0], row[1]) != (lease.token, lease.event_id) or row[2] <= now:
                 raise LeaseLost(f"lease {lease.token} on session {sid} is no longer held")
-            last = await _scalar(db, "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE session_id = ?", (sid,))
+            last = max(
+                row["seq"], await _scalar(db, "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE session_id = ?", (sid,))
+            )
+            total = last + len(messages)
             await db.executemany(
                 "INSERT INTO messages (session_id, seq, body) VALUES (?, ?, ?)",
                 [(sid, last + i, m.to_json()) for i, m in enumerate(messages, start=1)],
             )
             await db.execute(
                 "DELETE FROM messages WHERE session_id = ? AND seq <= ?",
-                (sid, last + len(messages) - self.limits.max_messages),
+                (sid, total - self.limits.keep(total, row["summary_upto"])),
             )
             await db.execute(
                 "UPDATE sessions SET created = COALESCE(created, ?), last_active = ?, platform = ?, turns = turns + 1, "
-                "lease_token = NULL, lease_event = NULL, lease_expires = NULL WHERE id = ?",
-                (now, now, platform, sid),
+                "seq = ?, lease_token = NULL, lease_event = NULL, lease_expires = NULL WHERE id = ?",
+                (now, now, platform, total, sid),
             )
             await db.executemany(
                 "INSERT OR IGNORE INTO session_users (session_id, user) VALUES (?, ?)",
@@ -221,6 +239,28 @@ class SqliteStore:
             )
             # A session that never completed a turn leaves no trace.
             await db.execute("DELETE FROM sessions WHERE id = ? AND last_active IS NULL", (lease.key.id,))
+
+    async def unsummarized(self, key: SessionKey, *, upto: int) -> SummaryWork:
+        sid = key.id
+        async with self._tx() as db:
+            row = await self._row(db, sid, time.time())
+            if row is None:
+                return SummaryWork(None, 0, ())
+            cur = await db.execute(
+                "SELECT body FROM messages WHERE session_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
+                (sid, row["summary_upto"], upto),
+            )
+            bodies = [r[0] for r in await cur.fetchall()]
+        return SummaryWork(row["summary"], row["summary_upto"], tuple(StoredMessage.from_json(b) for b in bodies))
+
+    async def save_summary(self, key: SessionKey, *, summary: str, after: int, upto: int) -> bool:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE sessions SET summary = ?, summary_upto = ? "
+                "WHERE id = ? AND summary_upto = ? AND last_active IS NOT NULL",
+                (summary, upto, key.id, after),
+            )
+            return cur.rowcount == 1
 
     async def get(self, key: SessionKey) -> SessionRecord | None:
         sid = key.id
