@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import logging
 import sys
 import uuid
@@ -20,6 +21,7 @@ from bot.logs import configure_logging
 from bot.memory import SessionStore
 from bot.messages import IncomingMessage
 from bot.model import describe_model
+from bot.privacy import erase_user, export_user
 from bot.session import SessionKey
 
 T = TypeVar("T")
@@ -231,6 +233,26 @@ def sessions_delete(ctx: click.Context, session_id: str) -> None:
     if not existed:
         _fail(f"no session {session_id}")
     click.echo(f"deleted {session_id}")
+
+
+@sessions.command("export-user")
+@click.argument("platform")
+@click.argument("user")
+@click.pass_context
+def sessions_export_user(ctx: click.Context, platform: str, user: str) -> None:
+    """Every session USER of PLATFORM wrote in, as a JSON list."""
+    documents = _run(_with_store(_settings(ctx), lambda store: export_user(store, platform, user)))
+    click.echo(json.dumps(documents, ensure_ascii=False, indent=2))
+
+
+@sessions.command("erase-user")
+@click.argument("platform")
+@click.argument("user")
+@click.pass_context
+def sessions_erase_user(ctx: click.Context, platform: str, user: str) -> None:
+    """Delete every session USER of PLATFORM wrote in (shared thread sessions whole), and the user's index."""
+    erased = _run(_with_store(_settings(ctx), lambda store: erase_user(store, platform, user)))
+    click.echo(f"erased {erased} session(s) of {platform} user {user}")
 
 
 @main.command()

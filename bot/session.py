@@ -89,6 +89,11 @@ class SessionKey:
         return self.id
 
 
+def user_index_key(platform: str, user: str) -> str:
+    """The Redis key listing the sessions a platform user took part in (for erasure without a keyspace scan)."""
+    return f"{KEY_PREFIX}:user:{{{_encode(platform)}:{_encode(user)}}}"
+
+
 def session_key_for(msg: IncomingMessage, scope: Scope) -> SessionKey:
     """Map an incoming message to its session under ``scope``.
 

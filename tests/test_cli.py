@@ -125,3 +125,17 @@ def test_serve_answers_healthz_and_stops_on_sigterm(env: dict[str, str]) -> None
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_export_and_erase_a_user(env: dict[str, str]) -> None:
+    supportbot(env, "chat", "--session", "one", stdin="vpn broken\n")
+    supportbot(env, "chat", "--session", "two", stdin="printer jammed\n")
+    user = json.loads(
+        supportbot(env, "sessions", "export", supportbot(env, "sessions", "list").stdout.split("\t")[0]).stdout
+    )["users"][0]
+    exported = json.loads(supportbot(env, "sessions", "export-user", "cli", user).stdout)
+    assert sorted(d["session_id"].split(":")[2] for d in exported) == ["one", "two"]
+    erased = supportbot(env, "sessions", "erase-user", "cli", user)
+    assert erased.returncode == 0 and "erased 2 session(s)" in erased.stdout
+    assert supportbot(env, "sessions", "list").stdout.strip() == "no sessions"
+    assert json.loads(supportbot(env, "sessions", "export-user", "cli", user).stdout) == []

@@ -67,10 +67,11 @@ async def test_every_key_of_a_session_shares_one_slot_and_the_idle_ttl(redis_url
     bot = make_bot(store, RecordingModel())
     await bot.handle(message("hello"))
     client = store._client
-    keys = [k async for k in client.scan_iter(match="sb:*")]
+    keys = [k async for k in client.scan_iter(match="sb:{*")]
     assert {k.rsplit(":", 1)[1] for k in keys} == {"msgs", "meta", "users", "seen", "fence"}
     assert len({key_slot(k.encode()) for k in keys}) == 1
-    for k in keys:
+    assert [k async for k in client.scan_iter(match="sb:user:*")] == ["sb:user:{slack:U1}"]
+    for k in [*keys, "sb:user:{slack:U1}"]:
         ttl = await client.pttl(k)
         assert 3_590_000 < ttl <= 3_600_000, k
     await bot.aclose()
@@ -84,7 +85,7 @@ async def test_delete_leaves_no_key_behind(redis_url: str) -> None:
     await bot.handle(mine)
     await bot.handle(other)
     await store.delete(bot.session_key(mine))
-    keys = [k async for k in store._client.scan_iter(match="*")]
+    keys = [k async for k in store._client.scan_iter(match="sb:{*")]
     assert keys and all(bot.session_key(other).id in k for k in keys)
     await bot.aclose()
     await store.aclose()

@@ -9,6 +9,7 @@ import pytest
 
 from bot.errors import LeaseLost
 from bot.memory import ClaimStatus, Lease, SessionStore, StoreLimits
+from bot.memory.redis import RedisStore
 from bot.messages import StoredMessage
 from bot.session import SessionKey
 from tests.conftest import StoreFactory, second_client
@@ -254,3 +255,35 @@ async def test_without_a_summary_the_history_is_trimmed_as_before(store_factory:
     assert record is not None and len(record.messages) == 4
     assert (await store.unsummarized(OTHER, upto=10)).messages == ()
     assert await store.save_summary(OTHER, summary="x", after=0, upto=2) is False, "no session, nothing written"
+
+
+async def test_a_users_sessions_are_indexed_exported_and_erased(backend: str, store_factory: StoreFactory) -> None:
+    from bot.privacy import erase_user, export_user
+
+    store = store_factory()
+    alice_dm = SessionKey("slack", "T1", "D1", None, "UALICE")
+    alice_thread = SessionKey("slack", "T1", "C1", "1.1", None)  # shared with bob (thread scope)
+    bob_dm = SessionKey("slack", "T1", "D2", None, "UBOB")
+    for key, user, event in ((alice_dm, "UALICE", "a1"), (alice_thread, "UALICE", "a2"), (alice_thread, "UBOB", "b1"),
+                             (bob_dm, "UBOB", "b2")):  # fmt: skip
+        start = await store.begin_turn(key, event_id=event, window=10)
+        assert start.lease is not None
+        await store.commit_turn(
+            start.lease, (StoredMessage("user", f"{user} says hi", 1.0, user=user),), platform="slack"
+        )
+
+    assert await store.sessions_of_user("slack", "UALICE") == sorted([alice_dm.id, alice_thread.id])
+    assert await store.sessions_of_user("discord", "UALICE") == []
+    exported = await export_user(store, "slack", "UALICE")
+    assert sorted(d["session_id"] for d in exported) == sorted([alice_dm.id, alice_thread.id])
+
+    assert await erase_user(store, "slack", "UALICE") == 2
+    assert await store.get(alice_dm) is None and await store.get(alice_thread) is None
+    assert await store.get(bob_dm) is not None, "nobody else's own sessions are touched"
+    assert await store.sessions_of_user("slack", "UALICE") == []
+    if backend in ("redis", "cluster"):
+        redis_store = store
+        assert isinstance(redis_store, RedisStore)
+        keys = [k async for k in redis_store._client.scan_iter(match="*")]
+        assert not [k for k in keys if "UALICE" in k or alice_thread.id in k], "no key of hers is left anywhere"
+        assert any(bob_dm.id in k for k in keys)

@@ -160,6 +160,17 @@ class SessionStore(Protocol):
         """Every live session, most recently active first (messages left empty)."""
         ...
 
+    async def sessions_of_user(self, platform: str, user: str) -> list[str]:
+        """Ids of the sessions ``user`` of ``platform`` wrote in, from an index kept with the turns (no scan).
+
+        May name sessions that have since expired or been deleted.
+        """
+        ...
+
+    async def forget_user(self, platform: str, user: str) -> None:
+        """Drop the user's session index (after their sessions were erased)."""
+        ...
+
     async def delete(self, key: SessionKey) -> bool:
         """Remove every key the session owns. Returns whether it existed."""
         ...

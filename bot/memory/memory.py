@@ -146,6 +146,16 @@ class MemoryStore:
         ]
         return sorted(records, key=lambda r: r.meta.last_active, reverse=True)
 
+    async def sessions_of_user(self, platform: str, user: str) -> list[str]:
+        return sorted(
+            sid
+            for sid, s in self._sessions.items()
+            if s.meta is not None and s.key.platform == platform and user in s.users
+        )
+
+    async def forget_user(self, platform: str, user: str) -> None:
+        return None  # the sessions themselves are the index here
+
     async def delete(self, key: SessionKey) -> bool:
         session = self._sessions.pop(key.id, None)
         return session is not None and session.meta is not None

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from bot.constants import REDIS_CLUSTER_NODE_CONNECTIONS, REDIS_MAX_CONNECTIONS, REDIS_POOL_WAIT_S
 from bot.errors import LeaseLost, StoreUnavailable
@@ -42,7 +42,7 @@ from bot.memory.base import (
     TurnStart,
 )
 from bot.messages import StoredMessage
-from bot.session import SessionKey
+from bot.session import SessionKey, user_index_key
 
 T = TypeVar("T")
 
@@ -237,7 +237,36 @@ class RedisStore:
             self.limits.max_unsummarized,
             *(m.to_json() for m in messages),
         ]
-        written = await self._call("commit_turn", lambda: self._commit(keys=_keys(lease.key), args=args))
+        keys = _keys(lease.key)
+        index = user_index_key(platform, user) if user else None
+
+        async def commit() -> Any:
+            # The user's session index is written before the turn: it may name a session that then failed to
+            # save (harmless to an erasure), never miss one that was saved. On one node it rides in the same
+            # round trip; a cluster refuses scripts in pipelines, and the index lives in another slot, so
+            # there it costs a round trip of its own.
+            if isinstance(self._client, RedisCluster):
+                if index is not None:
+                    await self._client.sadd(index, lease.key.id)
+                    await self._client.pexpire(index, int(self.limits.idle_ttl * 1000))
+                return await self._commit(keys=keys, args=args)
+            for attempt in (1, 2):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    if index is not None:
+                        pipe.sadd(index, lease.key.id)
+                        pipe.pexpire(index, int(self.limits.idle_ttl * 1000))
+                    pipe.evalsha(self._commit.sha, len(keys), *keys, *args)
+                    results = await pipe.execute(raise_on_error=False)
+                written = results[-1]
+                if isinstance(written, NoScriptError) and attempt == 1:
+                    self._commit.sha = await self._client.script_load(_COMMIT)
+                    continue
+                if isinstance(written, Exception):
+                    raise written
+                return written
+            raise StoreUnavailable("the commit script could not be loaded")
+
+        written = await self._call("commit_turn", commit)
         if not written:
             raise LeaseLost(f"lease {lease.token} on session {lease.key.id} is no longer held")
 
@@ -291,6 +320,13 @@ class RedisStore:
             return sorted(records, key=lambda r: r.meta.last_active, reverse=True)
 
         return await self._call("list_sessions", scan)
+
+    async def sessions_of_user(self, platform: str, user: str) -> list[str]:
+        members = await self._call("sessions_of_user", lambda: self._client.smembers(user_index_key(platform, user)))
+        return sorted(str(m) for m in members)
+
+    async def forget_user(self, platform: str, user: str) -> None:
+        await self._call("forget_user", lambda: self._client.delete(user_index_key(platform, user)))
 
     async def delete(self, key: SessionKey) -> bool:
         removed = await self._call("delete", lambda: self._client.delete(*_keys(key)))

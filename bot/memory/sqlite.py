@@ -301,6 +301,18 @@ class SqliteStore:
             for r in rows
         ]
 
+    async def sessions_of_user(self, platform: str, user: str) -> list[str]:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "SELECT u.session_id FROM session_users u JOIN sessions s ON s.id = u.session_id "
+                "WHERE s.platform = ? AND u.user = ? ORDER BY u.session_id",
+                (platform, user),
+            )
+            return [r[0] for r in await cur.fetchall()]
+
+    async def forget_user(self, platform: str, user: str) -> None:
+        return None  # session_users is the index, and goes with each session
+
     async def delete(self, key: SessionKey) -> bool:
         async with self._tx() as db:
             cur = await db.execute("SELECT last_active FROM sessions WHERE id = ?", (key.id,))

@@ -1,0 +1,32 @@
+"""A user's data across every session: export it, or erase it (GDPR). Uses the stores' per-user index, never a scan.
+
+A session the user shared with others (``thread`` scope) is erased whole: its messages answer each other, and
+a partial removal would leave replies quoting what was removed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.export import session_document
+from bot.memory import SessionStore
+from bot.session import SessionKey
+
+
+async def export_user(store: SessionStore, platform: str, user: str) -> list[dict[str, Any]]:
+    """Every live session ``user`` of ``platform`` wrote in, as export documents."""
+    documents = []
+    for session_id in await store.sessions_of_user(platform, user):
+        record = await store.get(SessionKey.parse(session_id))
+        if record is not None:
+            documents.append(session_document(record))
+    return documents
+
+
+async def erase_user(store: SessionStore, platform: str, user: str) -> int:
+    """Delete every session ``user`` of ``platform`` wrote in, then the index itself. Returns how many existed."""
+    erased = 0
+    for session_id in await store.sessions_of_user(platform, user):
+        erased += await store.delete(SessionKey.parse(session_id))
+    await store.forget_user(platform, user)
+    return erased
