@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.config import Settings
 from bot.core import CoreOptions, SupportBot
+from bot.entities import EntityExtractor, ModelEntityExtractor, RuleEntityExtractor
 from bot.kb import KnowledgeBase
 from bot.memory import SessionStore, StoreLimits, open_store
 from bot.model import build_chat_model
@@ -60,6 +61,9 @@ def build_bot(settings: Settings, *, store: SessionStore | None = None) -> Suppo
         kb_snippets=settings.kb.top_k if settings.llm_configured and settings.kb.in_prompt else 0,
     )
     chat_model = build_chat_model(settings, kb)
+    extractor: EntityExtractor | None = None
+    if settings.memory.entities:
+        extractor = ModelEntityExtractor(chat_model.model) if settings.llm_configured else RuleEntityExtractor()
     summarizer: Summarizer | None = None
     if summary_enabled(settings):
         summarizer = ModelSummarizer(chat_model.model) if settings.llm_configured else ExtractiveSummarizer()
@@ -71,4 +75,5 @@ def build_bot(settings: Settings, *, store: SessionStore | None = None) -> Suppo
         resources=chat_model.resources,
         knowledge=kb,
         summarizer=summarizer,
+        extractor=extractor,
     )

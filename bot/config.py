@@ -76,6 +76,7 @@ class MemorySettings(_Section):
     scope: Scope = Scope.THREAD_USER
     strategy: Literal["window", "buffer"] = "window"
     summary: bool = True
+    entities: bool = True
     window_messages: int = Field(default=constants.WINDOW_MESSAGES, ge=1, le=10_000)
     window_tokens: int = Field(default=3_000, ge=100)
     max_messages: int = Field(default=constants.MAX_MESSAGES, ge=2, le=1_000_000)

@@ -9,14 +9,16 @@ import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
 from bot.constants import LEASE_RETRY_MAX_S, LEASE_RETRY_MIN_S, LEASE_WAIT_S, MAX_MESSAGE_CHARS
+from bot.entities import EntityExtractor, entities_block
 from bot.errors import InvalidMessage, LeaseLost, ModelError, SessionBusy, ShuttingDown, StoreUnavailable
 from bot.kb import KnowledgeBase
-from bot.memory.base import ClaimStatus, Lease, SessionContext, SessionStore, TurnStart
+from bot.memory.base import ClaimStatus, Entity, Lease, SessionContext, SessionStore, TurnStart
 from bot.messages import IncomingMessage, Reply, ReplyKind, StoredMessage, clean_text
 from bot.metrics import TurnMetrics
 from bot.model import AsyncClosable, translate_model_error
@@ -128,12 +130,15 @@ class SupportBot:
         metrics: TurnMetrics | None = None,
         knowledge: KnowledgeBase | None = None,
         summarizer: Summarizer | None = None,
+        extractor: EntityExtractor | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics or TurnMetrics()
         self.knowledge = knowledge
         self.summarizer = summarizer
         self._folds: dict[str, asyncio.Task[None]] = {}  # session id -> its running summary fold
+        self.extractor = extractor
+        self._extractions: set[asyncio.Task[None]] = set()
         self.model = model
         self._resources = tuple(resources)
         self.options = options
@@ -187,8 +192,11 @@ class SupportBot:
 
     @property
     def in_flight(self) -> int:
-        """Turns and summary folds currently running."""
-        return len(self._turns) + len(self._folds)
+        """Turns and their background upkeep (summary folds, entity extraction) currently running."""
+        return len(self._turns) + len(self._folds) + len(self._extractions)
+
+    def _running(self) -> set[asyncio.Task[Any]]:
+        return set(self._turns) | set(self._folds.values()) | set(self._extractions)
 
     def _spawn(self, msg: IncomingMessage, sink: Sink | None) -> asyncio.Task[Reply | None]:
         if self._closing:
@@ -294,6 +302,7 @@ class SupportBot:
                 self.metrics.duplicates.inc()
                 return None
             self._schedule_fold(key, start.context, saved=len(messages))
+            self._schedule_extraction(key, text)
         except StoreUnavailable as exc:
             self._count_error(exc)
             log.error("could not save the turn of session %s: %s", key.id, exc, extra={"session_id": key.id})
@@ -333,6 +342,24 @@ class SupportBot:
             self._count_error(exc)
             log.warning("summary fold failed for session %s: %s", key.id, exc, extra={"session_id": key.id})
 
+    def _schedule_extraction(self, key: SessionKey, text: str) -> None:
+        if self.extractor is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._extract(key, text), name=f"supportbot-entities:{key.id}")
+        self._extractions.add(task)
+        task.add_done_callback(self._extractions.discard)
+
+    async def _extract(self, key: SessionKey, text: str) -> None:
+        assert self.extractor is not None
+        try:
+            facts = await self.extractor.extract(text)
+            if facts:
+                now = time.time()
+                await self.store.save_entities(key, {name: Entity(value, now) for name, value in facts.items()})
+        except (ModelError, StoreUnavailable) as exc:
+            self._count_error(exc)
+            log.warning("entity extraction failed for session %s: %s", key.id, exc, extra={"session_id": key.id})
+
     def _prompt(self, context: SessionContext, text: str) -> list[BaseMessage]:
         snippets: list[Snippet] = []
         if self.knowledge is not None and self.options.kb_snippets:
@@ -340,8 +367,11 @@ class SupportBot:
                 Snippet(h.section.article, h.section.heading, h.section.body, h.score)
                 for h in self.knowledge.search(text, k=self.options.kb_snippets)
             ]
+        system_prompt = self.options.system_prompt
+        if context.entities:
+            system_prompt = f"{system_prompt}\n\n{entities_block(context.entities)}"
         return build_prompt(
-            system_prompt=self.options.system_prompt,
+            system_prompt=system_prompt,
             context=context,
             text=text,
             strategy=self.strategy,
@@ -439,10 +469,10 @@ class SupportBot:
         connections; the store belongs to whoever opened it.
         """
         deadline = time.monotonic() + grace
-        while (self._turns or self._folds) and (remaining := deadline - time.monotonic()) > 0:
-            await asyncio.wait(set(self._turns) | set(self._folds.values()), timeout=remaining)
+        while (running := self._running()) and (remaining := deadline - time.monotonic()) > 0:
+            await asyncio.wait(running, timeout=remaining)
         self._closing = True
-        pending = set(self._turns) | set(self._folds.values())
+        pending = self._running()
         for task in pending:
             task.cancel()
         if pending:

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from bot.entities import describe
 from bot.memory import SessionRecord
 
 RECAP_MESSAGES = 5  # user messages listed by a recap
@@ -18,6 +19,7 @@ def session_document(record: SessionRecord) -> dict[str, Any]:
         "meta": asdict(record.meta),
         "users": list(record.users),
         "summary": record.summary,
+        "entities": {name: asdict(entity) for name, entity in sorted(record.entities.items())},
         "messages": [asdict(m) for m in record.messages],
     }
 
@@ -31,9 +33,11 @@ def recap(record: SessionRecord | None) -> str:
     """What a user sees for "summary": the stored summary, or the turn count and their latest questions."""
     if record is None or not record.messages:
         return "This conversation is empty: nothing is remembered yet."
+    facts = "".join(f"\n- {line}" for line in describe(record.entities))
+    known = f"\n\nWhat I know about your setup:{facts}" if facts else ""
     if record.summary:
-        return f"Summary of this conversation:\n{record.summary}"
+        return f"Summary of this conversation:\n{record.summary}{known}"
     asked = [m.content for m in record.messages if m.role == "user"][-RECAP_MESSAGES:]
     lines = "\n".join(f"- {' '.join(text.split())[:200]}" for text in asked)
     turns = record.meta.turns
-    return f"This conversation has {turns} turn{'' if turns == 1 else 's'}. Your latest messages:\n{lines}"
+    return f"This conversation has {turns} turn{'' if turns == 1 else 's'}. Your latest messages:\n{lines}{known}"

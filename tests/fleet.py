@@ -97,6 +97,9 @@ async def start_fleet(
         SLACK_API_URL=fake_slack.api_url,
         SUPPORTBOT_LLM__MAX_RETRIES="0",
         SUPPORTBOT_RATE_LIMIT__MESSAGES="0",
+        # One model call per message, so tests can count them; the memory layers have tests of their own.
+        SUPPORTBOT_MEMORY__ENTITIES="false",
+        SUPPORTBOT_MEMORY__SUMMARY="false",
         **extra,
     )
     (tmp_path / "absent.yaml").write_text("{}\n")

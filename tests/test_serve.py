@@ -55,6 +55,8 @@ async def served(tmp_path: Path, fake_openai: FakeOpenAI) -> AsyncIterator[Serve
         OPENAI_BASE_URL=fake_openai.base_url,
         OPENAI_API_KEY="sk-live-DO-NOT-LOG-4242",
         SUPPORTBOT_WEB_TOKEN="web-token-DO-NOT-LOG-1717",
+        # Only the reply calls the fake model, so a queued failure hits the turn it is meant for.
+        SUPPORTBOT_MEMORY__ENTITIES="false",
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -287,3 +287,25 @@ async def test_a_users_sessions_are_indexed_exported_and_erased(backend: str, st
         keys = [k async for k in redis_store._client.scan_iter(match="*")]
         assert not [k for k in keys if "UALICE" in k or alice_thread.id in k], "no key of hers is left anywhere"
         assert any(bob_dm.id in k for k in keys)
+
+
+async def test_entities_merge_newest_first_and_come_back_with_the_window(store_factory: StoreFactory) -> None:
+    from bot.memory import Entity
+
+    store = store_factory()
+    await store.save_entities(KEY, {"os": Entity("Windows 10", 1.0)})  # no session yet: nothing to attach to
+    await turn(store, KEY, 1)
+    await store.save_entities(KEY, {"os": Entity("Windows 10", 10.0), "vpn client": Entity("GlobalProtect", 10.0)})
+    await store.save_entities(KEY, {"os": Entity("Windows 11", 20.0)})
+    await store.save_entities(KEY, {"os": Entity("Windows 7", 5.0)})  # an older fact arriving late loses
+    start = await store.begin_turn(KEY, event_id="e2", window=10)
+    assert start.context is not None and start.lease is not None
+    assert start.context.entities == {"os": Entity("Windows 11", 20.0), "vpn client": Entity("GlobalProtect", 10.0)}
+    await store.commit_turn(start.lease, pair(2), platform="slack")
+    record = await store.get(KEY)
+    assert record is not None and record.entities["os"].value == "Windows 11"
+    assert (await store.begin_turn(OTHER, event_id="x", window=10)).context.entities == {}  # type: ignore[union-attr]
+    await store.delete(KEY)
+    await turn(store, KEY, 3)
+    record = await store.get(KEY)
+    assert record is not None and record.entities == {}, "deleting a session deletes its entities"

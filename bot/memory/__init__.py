@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from bot.memory.base import (
     ClaimStatus,
+    Entities,
+    Entity,
     Lease,
     SessionContext,
     SessionMeta,
@@ -16,6 +18,8 @@ from bot.memory.base import (
 
 __all__ = [
     "ClaimStatus",
+    "Entities",
+    "Entity",
     "Lease",
     "SessionContext",
     "SessionMeta",

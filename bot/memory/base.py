@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.constants import DEDUPE_TTL_S, IDLE_TTL_S, LEASE_TTL_S, MAX_MESSAGES
@@ -48,6 +50,27 @@ class SessionMeta:
 
 
 @dataclass(frozen=True, slots=True)
+class Entity:
+    """A fact about the user's environment (``os`` → ``Windows 11``), and when it was last stated."""
+
+    value: str
+    updated: float
+
+    def to_json(self) -> str:
+        """Compact JSON for the stores."""
+        return json.dumps({"value": self.value, "updated": self.updated}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Entity:
+        """Inverse of :meth:`to_json`."""
+        data = json.loads(raw)
+        return cls(value=str(data["value"]), updated=float(data["updated"]))
+
+
+Entities = Mapping[str, Entity]
+
+
+@dataclass(frozen=True, slots=True)
 class SessionContext:
     """The slice of a session a turn needs: the recent window (oldest first), the summary and the metadata."""
 
@@ -56,6 +79,7 @@ class SessionContext:
     meta: SessionMeta | None = None
     total: int = 0  # messages ever saved in the session: the sequence number of the newest
     summary_upto: int = 0  # the summary covers messages 1..summary_upto
+    entities: Entities = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +100,7 @@ class SessionRecord:
     users: tuple[str, ...]
     messages: tuple[StoredMessage, ...]
     summary: str | None
+    entities: Entities = field(default_factory=dict)
 
 
 class ClaimStatus(enum.Enum):
@@ -150,6 +175,10 @@ class SessionStore(Protocol):
         Returns False (and writes nothing) when the cut point is no longer ``after`` — another fold won — or
         the session is gone, which makes a fold safe to run twice.
         """
+        ...
+
+    async def save_entities(self, key: SessionKey, entities: Entities) -> None:
+        """Merge ``entities`` into the session's (a key already there is replaced only by a newer fact)."""
         ...
 
     async def get(self, key: SessionKey) -> SessionRecord | None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from bot.errors import LeaseLost
 from bot.memory.base import (
     ClaimStatus,
+    Entities,
+    Entity,
     Lease,
     SessionContext,
     SessionMeta,
@@ -32,6 +34,7 @@ class _Session:
     lease: tuple[int, str, float] | None = None  # token, event id, expires at
     total: int = 0
     summary_upto: int = 0
+    entities: dict[str, Entity] = field(default_factory=dict)
 
     def lease_holder(self, now: float) -> tuple[int, str, float] | None:
         if self.lease is not None and self.lease[2] <= now:
@@ -80,6 +83,7 @@ class MemoryStore:
             meta=session.meta,
             total=session.total,
             summary_upto=session.summary_upto,
+            entities=dict(session.entities),
         )
         return TurnStart(ClaimStatus.ACQUIRED, Lease(key, token, event_id), context)
 
@@ -125,6 +129,15 @@ class MemoryStore:
         session.summary, session.summary_upto = summary, upto
         return True
 
+    async def save_entities(self, key: SessionKey, entities: Entities) -> None:
+        session = self._live(key, time.time())
+        if session is None or session.meta is None:
+            return
+        for name, entity in entities.items():
+            known = session.entities.get(name)
+            if known is None or known.updated <= entity.updated:
+                session.entities[name] = entity
+
     async def get(self, key: SessionKey) -> SessionRecord | None:
         session = self._live(key, time.time())
         if session is None or session.meta is None:
@@ -135,6 +148,7 @@ class MemoryStore:
             users=tuple(sorted(session.users)),
             messages=tuple(session.messages),
             summary=session.summary,
+            entities=dict(session.entities),
         )
 
     async def list_sessions(self) -> list[SessionRecord]:

@@ -13,6 +13,7 @@ key                    type         holds
 ``sb:{id}:seen``       sorted set   answered delivery ids, scored by answer time (ms)
 ``sb:{id}:lease``      string       ``<fencing token>:<event id>`` of the turn in progress
 ``sb:{id}:fence``      counter      the last fencing token handed out
+``sb:{id}:entities``   hash         facts about the user's environment: name -> {"value", "updated"}
 =====================  ===========  ===================================================
 
 ``seq`` counts the messages ever saved (the newest message's sequence number); the summary covers messages
@@ -33,6 +34,8 @@ from bot.constants import REDIS_CLUSTER_NODE_CONNECTIONS, REDIS_MAX_CONNECTIONS,
 from bot.errors import LeaseLost, StoreUnavailable
 from bot.memory.base import (
     ClaimStatus,
+    Entities,
+    Entity,
     Lease,
     SessionContext,
     SessionMeta,
@@ -48,9 +51,9 @@ T = TypeVar("T")
 
 CLUSTER_SCHEME = "redis+cluster://"
 
-_PARTS = ("msgs", "summary", "meta", "users", "seen", "lease", "fence")
+_PARTS = ("msgs", "summary", "meta", "users", "seen", "lease", "fence", "entities")
 
-# KEYS: msgs summary meta users seen lease fence
+# KEYS: msgs summary meta users seen lease fence entities
 # ARGV: event id, window, lease ttl (ms), idle ttl (ms)
 _BEGIN = """
 if redis.call('ZSCORE', KEYS[5], ARGV[1]) then return {'dup'} end
@@ -66,10 +69,10 @@ redis.call('SET', KEYS[6], token .. ':' .. ARGV[1], 'PX', ARGV[3])
 local window = tonumber(ARGV[2])
 local msgs = {}
 if window > 0 then msgs = redis.call('LRANGE', KEYS[1], -window, -1) end
-return {'ok', token, redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[3]), msgs}
+return {'ok', token, redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[3]), msgs, redis.call('HGETALL', KEYS[8])}
 """
 
-# KEYS: msgs summary meta users seen lease fence
+# KEYS: msgs summary meta users seen lease fence entities
 # ARGV: lease value, event id, now (ms), idle ttl (ms), max messages, dedupe ttl (ms), platform, user,
 #       max unsummarized (0 = off), messages...
 _COMMIT = """
@@ -89,7 +92,7 @@ if ARGV[8] ~= '' then redis.call('SADD', KEYS[4], ARGV[8]) end
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', tonumber(ARGV[3]) - tonumber(ARGV[6]))
 redis.call('DEL', KEYS[6])
-for _, i in ipairs({1, 2, 3, 4, 5, 7}) do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+for _, i in ipairs({1, 2, 3, 4, 5, 7, 8}) do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
 return 1
 """
 
@@ -113,11 +116,26 @@ redis.call('HSET', KEYS[2], 'summary_upto', ARGV[3])
 return 1
 """
 
-# KEYS: msgs summary meta users ; ARGV: 1 to include the messages, 0 for metadata only
+# KEYS: msgs summary meta users entities ; ARGV: 1 to include the messages, 0 for metadata only
 _READ = """
 local msgs = {}
 if ARGV[1] == '1' then msgs = redis.call('LRANGE', KEYS[1], 0, -1) end
-return {redis.call('HGETALL', KEYS[3]), redis.call('SMEMBERS', KEYS[4]), msgs, redis.call('GET', KEYS[2])}
+return {redis.call('HGETALL', KEYS[3]), redis.call('SMEMBERS', KEYS[4]), msgs, redis.call('GET', KEYS[2]),
+        redis.call('HGETALL', KEYS[5])}
+"""
+
+# KEYS: entities meta ; ARGV: idle ttl (ms), then (name, JSON, updated) triples. A fact replaces a known one only
+# if it is at least as new.
+_SAVE_ENTITIES = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+for i = 2, #ARGV, 3 do
+  local known = redis.call('HGET', KEYS[1], ARGV[i])
+  if (not known) or tonumber(cjson.decode(known)['updated']) <= tonumber(ARGV[i + 2]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
 """
 
 # KEYS: lease ; ARGV: lease value
@@ -134,6 +152,10 @@ def _keys(key: SessionKey) -> list[str]:
 def _fields(raw: list[Any] | dict[str, str]) -> dict[str, str]:
     """A hash as a dict: Lua hands HGETALL back as a flat list."""
     return raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2], strict=True))
+
+
+def _entities(raw: list[Any] | dict[str, str]) -> dict[str, Entity]:
+    return {name: Entity.from_json(value) for name, value in _fields(raw).items()}
 
 
 def _meta(raw: list[Any] | dict[str, str]) -> SessionMeta | None:
@@ -161,6 +183,7 @@ class RedisStore:
         self._read = client.register_script(_READ)
         self._unsummarized = client.register_script(_UNSUMMARIZED)
         self._save_summary = client.register_script(_SAVE_SUMMARY)
+        self._save_entities = client.register_script(_SAVE_ENTITIES)
         self._closed = False
 
     @classmethod
@@ -212,7 +235,7 @@ class RedisStore:
             return TurnStart(ClaimStatus.IN_PROGRESS)
         if status == "busy":
             return TurnStart(ClaimStatus.BUSY, retry_after=max(int(reply[1]), 0) / 1000)
-        _, token, summary, meta, raw_messages = reply
+        _, token, summary, meta, raw_messages, raw_entities = reply
         fields = _fields(meta)
         context = SessionContext(
             messages=tuple(StoredMessage.from_json(m) for m in raw_messages),
@@ -220,6 +243,7 @@ class RedisStore:
             meta=_meta(fields),
             total=int(fields.get("seq", 0)),
             summary_upto=int(fields.get("summary_upto", 0)),
+            entities=_entities(raw_entities),
         )
         return TurnStart(ClaimStatus.ACQUIRED, Lease(key, int(token), event_id), context)
 
@@ -285,14 +309,23 @@ class RedisStore:
         saved = await self._call("save_summary", lambda: self._save_summary(keys=keys, args=args))
         return bool(saved)
 
+    async def save_entities(self, key: SessionKey, entities: Entities) -> None:
+        if not entities:
+            return
+        args: list[str | int | float] = [int(self.limits.idle_ttl * 1000)]
+        for name, entity in entities.items():
+            args += [name, entity.to_json(), entity.updated]
+        keys = [key.store_key("entities"), key.store_key("meta")]
+        await self._call("save_entities", lambda: self._save_entities(keys=keys, args=args))
+
     async def _read_session(self, key: SessionKey, *, messages: bool) -> list[Any]:
         """Metadata, users, (messages) and summary in one script call: consistent, and one slot on a cluster."""
-        keys = [key.store_key(part) for part in ("msgs", "summary", "meta", "users")]
+        keys = [key.store_key(part) for part in ("msgs", "summary", "meta", "users", "entities")]
         reply: list[Any] = await self._call("read", lambda: self._read(keys=keys, args=["1" if messages else "0"]))
         return reply
 
     async def get(self, key: SessionKey) -> SessionRecord | None:
-        raw_meta, users, raw_messages, summary = await self._read_session(key, messages=True)
+        raw_meta, users, raw_messages, summary, raw_entities = await self._read_session(key, messages=True)
         meta = _meta(raw_meta)
         if meta is None:
             return None
@@ -302,6 +335,7 @@ class RedisStore:
             users=tuple(sorted(users)),
             messages=tuple(StoredMessage.from_json(m) for m in raw_messages),
             summary=summary,
+            entities=_entities(raw_entities),
         )
 
     async def list_sessions(self) -> list[SessionRecord]:
@@ -313,7 +347,7 @@ class RedisStore:
                     key = SessionKey.parse(session_id)
                 except ValueError:
                     continue
-                raw_meta, users, _, _ = await self._read_session(key, messages=False)
+                raw_meta, users, _, _, _ = await self._read_session(key, messages=False)
                 meta = _meta(raw_meta)
                 if meta is not None:
                     records.append(SessionRecord(session_id, meta, tuple(sorted(users)), (), None))

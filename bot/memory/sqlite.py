@@ -15,6 +15,8 @@ import aiosqlite
 from bot.errors import LeaseLost, StoreUnavailable
 from bot.memory.base import (
     ClaimStatus,
+    Entities,
+    Entity,
     Lease,
     SessionContext,
     SessionMeta,
@@ -55,6 +57,13 @@ CREATE TABLE IF NOT EXISTS session_users (
     user TEXT NOT NULL,
     PRIMARY KEY (session_id, user)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entities (
+    session_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (session_id, name)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS seen (
     session_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
@@ -63,7 +72,7 @@ CREATE TABLE IF NOT EXISTS seen (
 ) WITHOUT ROWID;
 """
 
-_CHILD_TABLES = ("messages", "session_users", "seen")
+_CHILD_TABLES = ("messages", "session_users", "seen", "entities")
 # Columns added after the first release, for databases created before them.
 _ADDED_COLUMNS = {
     "seq": "ALTER TABLE sessions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",
@@ -184,12 +193,14 @@ class SqliteStore:
                 "SELECT body FROM messages WHERE session_id = ? ORDER BY seq DESC LIMIT ?", (sid, max(window, 0))
             )
             bodies = [r[0] for r in await cur.fetchall()]
+            entities = await self._entities(db, sid)
         context = SessionContext(
             messages=tuple(StoredMessage.from_json(b) for b in reversed(bodies)),
             summary=row["summary"] if row is not None else None,
             meta=_meta(row),
             total=row["seq"] if row is not None else 0,
             summary_upto=row["summary_upto"] if row is not None else 0,
+            entities=entities,
         )
         return TurnStart(ClaimStatus.ACQUIRED, Lease(key, token, event_id), context)
 
@@ -240,6 +251,21 @@ class SqliteStore:
             # A session that never completed a turn leaves no trace.
             await db.execute("DELETE FROM sessions WHERE id = ? AND last_active IS NULL", (lease.key.id,))
 
+    async def _entities(self, db: aiosqlite.Connection, session_id: str) -> dict[str, Entity]:
+        cur = await db.execute("SELECT name, value, updated FROM entities WHERE session_id = ?", (session_id,))
+        return {r[0]: Entity(r[1], r[2]) for r in await cur.fetchall()}
+
+    async def save_entities(self, key: SessionKey, entities: Entities) -> None:
+        async with self._tx() as db:
+            if await self._row(db, key.id, time.time()) is None:
+                return
+            await db.executemany(
+                "INSERT INTO entities (session_id, name, value, updated) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (session_id, name) DO UPDATE SET value = excluded.value, updated = excluded.updated "
+                "WHERE excluded.updated >= entities.updated",
+                [(key.id, name, e.value, e.updated) for name, e in entities.items()],
+            )
+
     async def unsummarized(self, key: SessionKey, *, upto: int) -> SummaryWork:
         sid = key.id
         async with self._tx() as db:
@@ -273,12 +299,14 @@ class SqliteStore:
             bodies = [r[0] for r in await cur.fetchall()]
             cur = await db.execute("SELECT user FROM session_users WHERE session_id = ? ORDER BY user", (sid,))
             users = tuple(r[0] for r in await cur.fetchall())
+            entities = await self._entities(db, sid)
         return SessionRecord(
             session_id=sid,
             meta=meta,
             users=users,
             messages=tuple(StoredMessage.from_json(b) for b in bodies),
             summary=row["summary"],
+            entities=entities,
         )
 
     async def list_sessions(self) -> list[SessionRecord]:

@@ -1,0 +1,87 @@
+"""Entity memory: facts about the user's environment, extracted after each turn, newest first, in the prompt."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from bot.core import SupportBot
+from bot.entities import ModelEntityExtractor, RuleEntityExtractor
+from bot.export import recap, session_document
+from bot.memory.memory import MemoryStore
+from tests.conftest import StoreFactory
+from tests.fakes.models import RecordingModel
+from tests.fakes.openai_server import FakeOpenAI
+from tests.helpers import make_bot, message, openai_model
+
+
+async def settle(bot: SupportBot) -> None:
+    for _ in range(500):
+        if not bot.in_flight:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("upkeep did not finish")
+
+
+async def test_the_offline_patterns_find_what_helpdesk_users_say() -> None:
+    facts = await RuleEntityExtractor().extract(
+        "On my ThinkPad with Windows 11, GlobalProtect fails with error 0x80070005 in the Berlin office; "
+        "ticket INC0012345 is open"
+    )
+    assert facts == {
+        "os": "Windows 11",
+        "vpn_client": "GlobalProtect",
+        "device": "ThinkPad",
+        "error_code": "0x80070005",
+        "ticket": "INC0012345",
+        "location": "Berlin office",
+    }
+    assert await RuleEntityExtractor().extract("what did I say?") == {}
+
+
+async def test_newer_facts_replace_older_ones_and_reach_the_prompt(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    model = RecordingModel()
+    bot = make_bot(store, model)
+    bot.extractor = RuleEntityExtractor()
+    await bot.handle(message("VPN drops on Windows 10"))
+    await settle(bot)
+    await bot.handle(message("I upgraded to Windows 11, now using GlobalProtect"))
+    await settle(bot)
+    await bot.handle(message("still broken"))
+    await settle(bot)
+    system = model.prompts[-1][0].text
+    assert "- os: Windows 11" in system and "Windows 10" not in system and "- vpn client: GlobalProtect" in system
+    other = await bot.handle(message("hello", user="someone-else"))
+    assert other is not None
+    assert "Known about the user's environment" not in model.prompts[-1][0].text, "facts stay in their session"
+    record = await store.get(bot.session_key(message("x")))
+    assert record is not None
+    assert session_document(record)["entities"]["os"]["value"] == "Windows 11"
+    assert "os: Windows 11" in recap(record)
+    await bot.aclose()
+
+
+async def test_the_model_extracts_facts_as_structured_output(fake_openai: FakeOpenAI) -> None:
+    def responder(messages: list[dict[str, Any]]) -> str:
+        if "Extract facts" in str(messages[0].get("content")):
+            return json.dumps({"os": "macOS 14", "application": "Outlook", "application_version": "16.80"})
+        return f"echo: {messages[-1]['content']}"
+
+    fake_openai.responder = responder
+    chat = openai_model(fake_openai.base_url)
+    bot = make_bot(MemoryStore(), chat)
+    bot.extractor = ModelEntityExtractor(chat.model)
+    await bot.handle(message("Outlook 16.80 crashes on my Mac running Sonoma"))
+    await settle(bot)
+    extraction = next(r for r in fake_openai.requests if "Extract facts" in r.prompt_text())
+    assert extraction.body["response_format"] == {"type": "json_object"}
+    fake_openai.fail_next("500")  # the next reply fails; nothing about entities breaks
+    await bot.handle(message("any idea?"))
+    await settle(bot)
+    await bot.handle(message("and now?"))
+    reply_prompts = [r for r in fake_openai.requests if "Extract facts" not in r.prompt_text()]
+    system = reply_prompts[-1].messages[0]["content"]
+    assert "- os: macOS 14" in system and "- application version: 16.80" in system
+    await bot.aclose()
