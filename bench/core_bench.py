@@ -555,7 +555,6 @@ async def breakdown_supportbot(sb: SupportbotSide, admin: Admin, channel: str, l
     clock = StepClock()
     store = RedisStore(sb.client, limits=sb.store.limits)
     store._begin = clock.timed("begin_evalsha", store._begin)  # type: ignore[assignment]
-    store._commit = clock.timed("commit_evalsha", store._commit)  # type: ignore[assignment]
     store.begin_turn = clock.timed("begin_turn", store.begin_turn)  # type: ignore[method-assign]
     store.commit_turn = clock.timed("commit_turn", store.commit_turn)  # type: ignore[method-assign]
     timed_bot = SupportBot(store=store, model=sb.bot.model, options=sb.bot.options, strategy=sb.bot.strategy)
@@ -579,8 +578,9 @@ async def breakdown_supportbot(sb: SupportbotSide, admin: Admin, channel: str, l
     clock.turns["rest"] = [
         whole - sum(clock.turns[s][i] for s in steps) for i, whole in enumerate(clock.turns["whole"])
     ]
-    for part, evalsha in (("begin_turn", "begin_evalsha"), ("commit_turn", "commit_evalsha")):
-        clock.turns[f"{part}_python"] = [a - b for a, b in zip(clock.turns[part], clock.turns[evalsha], strict=True)]
+    clock.turns["begin_turn_python"] = [
+        a - b for a, b in zip(clock.turns["begin_turn"], clock.turns["begin_evalsha"], strict=True)
+    ]
     return clock
 
 
@@ -624,8 +624,7 @@ async def measure_breakdown(
             "begin_turn: the rest (keys, args, 20 x StoredMessage.from_json)": sbc.p50("begin_turn_python"),
             "build_prompt (20 LangChain messages + trim_messages)": sbc.p50("build_prompt"),
             "model.ainvoke (instant model: LangChain plumbing only)": sbc.p50("model"),
-            "commit_turn: EVALSHA in redis-py (1 round trip)": sbc.p50("commit_evalsha"),
-            "commit_turn: the rest (keys, args, to_json)": sbc.p50("commit_turn_python"),
+            "commit_turn (1 round trip: one script, user index included)": sbc.p50("commit_turn"),
             "rest of the turn (task, shield, lock, text, messages, reply)": sbc.p50("rest"),
             "for scale: a bare PING on the same asyncio client": sbc.p50("ping"),
         },

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from bot.constants import REDIS_CLUSTER_NODE_CONNECTIONS, REDIS_MAX_CONNECTIONS, REDIS_POOL_WAIT_S
 from bot.errors import LeaseLost, StoreUnavailable
@@ -73,12 +73,17 @@ return {'ok', token, redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[3]),
 """
 
 # KEYS: msgs summary meta users seen lease fence entities
+#       [+ the user's session index, on a single node only: it lives in another slot]
 # ARGV: lease value, event id, now (ms), idle ttl (ms), max messages, dedupe ttl (ms), platform, user,
-#       max unsummarized (0 = off), messages...
+#       max unsummarized (0 = off), session id, messages...
 _COMMIT = """
 if redis.call('GET', KEYS[6]) ~= ARGV[1] then return 0 end
-local total = redis.call('HINCRBY', KEYS[3], 'seq', #ARGV - 9)
-redis.call('RPUSH', KEYS[1], unpack(ARGV, 10))
+if KEYS[9] then
+  redis.call('SADD', KEYS[9], ARGV[10])
+  redis.call('PEXPIRE', KEYS[9], ARGV[4])
+end
+local total = redis.call('HINCRBY', KEYS[3], 'seq', #ARGV - 10)
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 11))
 local keep, cap = tonumber(ARGV[5]), tonumber(ARGV[9])
 if cap > 0 then
   local upto = tonumber(redis.call('HGET', KEYS[3], 'summary_upto') or '0')
@@ -259,36 +264,23 @@ class RedisStore:
             platform,
             user,
             self.limits.max_unsummarized,
+            lease.key.id,
             *(m.to_json() for m in messages),
         ]
         keys = _keys(lease.key)
         index = user_index_key(platform, user) if user else None
 
         async def commit() -> Any:
-            # The user's session index is written before the turn: it may name a session that then failed to
-            # save (harmless to an erasure), never miss one that was saved. On one node it rides in the same
-            # round trip; a cluster refuses scripts in pipelines, and the index lives in another slot, so
-            # there it costs a round trip of its own.
-            if isinstance(self._client, RedisCluster):
-                if index is not None:
-                    await self._client.sadd(index, lease.key.id)
-                    await self._client.pexpire(index, int(self.limits.idle_ttl * 1000))
+            # The user's session index (for erasure without a scan) is written with the turn: inside the
+            # script on one node; a cluster keeps it in another slot, so there it is written just before,
+            # and may name a session that then failed to save (harmless), never miss one that was saved.
+            if index is None:
                 return await self._commit(keys=keys, args=args)
-            for attempt in (1, 2):
-                async with self._client.pipeline(transaction=False) as pipe:
-                    if index is not None:
-                        pipe.sadd(index, lease.key.id)
-                        pipe.pexpire(index, int(self.limits.idle_ttl * 1000))
-                    pipe.evalsha(self._commit.sha, len(keys), *keys, *args)
-                    results = await pipe.execute(raise_on_error=False)
-                written = results[-1]
-                if isinstance(written, NoScriptError) and attempt == 1:
-                    self._commit.sha = await self._client.script_load(_COMMIT)
-                    continue
-                if isinstance(written, Exception):
-                    raise written
-                return written
-            raise StoreUnavailable("the commit script could not be loaded")
+            if not isinstance(self._client, RedisCluster):
+                return await self._commit(keys=[*keys, index], args=args)
+            await self._client.sadd(index, lease.key.id)
+            await self._client.pexpire(index, int(self.limits.idle_ttl * 1000))
+            return await self._commit(keys=keys, args=args)
 
         written = await self._call("commit_turn", commit)
         if not written:
