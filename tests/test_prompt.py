@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from langchain_core.messages import BaseMessage
 from langchain_core.messages.utils import count_tokens_approximately
 
 from bot.app import build_bot
@@ -18,19 +19,19 @@ HISTORY = tuple(
 SNIPPETS = [Snippet(f"Article {i}", f"Part {i}", "steps " * 80, score=float(10 - i)) for i in range(3)]
 
 
-def parts(prompt: list) -> list[str]:
-    return [m.text.split("\n")[0][:40] for m in prompt]
-
-
-def test_without_a_budget_everything_is_in_order() -> None:
-    context = SessionContext(messages=HISTORY, summary="the VPN was fixed last week")
-    prompt = build_prompt(
+def prompt_with(max_tokens: int | None = None) -> list[BaseMessage]:
+    return build_prompt(
         system_prompt="SYSTEM",
-        context=context,
+        context=SessionContext(messages=HISTORY, summary="the VPN was fixed last week"),
         text="NEW",
         strategy=BufferStrategy(max_messages=100),
         snippets=SNIPPETS,
+        max_tokens=max_tokens,
     )
+
+
+def test_without_a_budget_everything_is_in_order() -> None:
+    prompt = prompt_with()
     assert prompt[0].text == "SYSTEM" and prompt[-1].text == "NEW"
     assert prompt[1].text.startswith("Summary of the earlier conversation")
     assert prompt[2].text.startswith("Help articles") and "### Article 0 — Part 0" in prompt[2].text
@@ -38,34 +39,16 @@ def test_without_a_budget_everything_is_in_order() -> None:
 
 
 def test_the_budget_drops_snippets_then_old_messages_then_the_summary_never_the_new_message() -> None:
-    context = SessionContext(messages=HISTORY, summary="the VPN was fixed last week")
-    full = build_prompt(
-        system_prompt="SYSTEM",
-        context=context,
-        text="NEW",
-        strategy=BufferStrategy(max_messages=100),
-        snippets=SNIPPETS,
-    )
-    budgets = [count_tokens_approximately(full) - 1, 1_000, 400, 150, 10]
+    full = prompt_with()
     previous = full
-    for budget in budgets:
-        prompt = build_prompt(
-            system_prompt="SYSTEM",
-            context=context,
-            text="NEW",
-            strategy=BufferStrategy(max_messages=100),
-            snippets=SNIPPETS,
-            max_tokens=budget,
-        )
+    for budget in [count_tokens_approximately(full) - 1, 1_000, 400, 150, 10]:
+        prompt = prompt_with(budget)
         assert prompt[0].text == "SYSTEM" and prompt[-1].text == "NEW"
         assert len(prompt) <= len(previous)
         if budget >= 150:
             assert count_tokens_approximately(prompt) <= budget
         previous = prompt
-    mid = build_prompt(
-        system_prompt="SYSTEM", context=context, text="NEW", strategy=BufferStrategy(max_messages=100),
-        snippets=SNIPPETS, max_tokens=1_000,
-    )  # fmt: skip
+    mid = prompt_with(1_000)
     texts = "\n".join(m.text for m in mid)
     assert "Help articles" not in texts, "snippets go first"
     assert "Summary of the earlier conversation" in texts, "the summary outlives old messages"

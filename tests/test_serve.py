@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fleet import wait_up
 from tests.redis_server import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,20 +25,6 @@ SID = "7f0c7d62-1d7b-4c4e-a1f1-1f8f4b5e2a10"
 class Served:
     def __init__(self, proc: subprocess.Popen[str], url: str, env: dict[str, str]) -> None:
         self.proc, self.url, self.env = proc, url, env
-
-
-async def wait_until_up(url: str, proc: subprocess.Popen[str]) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            try:
-                async with http.get(f"{url}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            assert proc.poll() is None, "serve exited early"
-            await asyncio.sleep(0.1)
-    raise AssertionError("serve did not come up")
 
 
 @pytest.fixture
@@ -63,7 +50,8 @@ async def served(tmp_path: Path, fake_openai: FakeOpenAI) -> AsyncIterator[Serve
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        await wait_until_up(url, proc)
+        async with aiohttp.ClientSession() as http:
+            await wait_up(url, proc, http)
         yield Served(proc, url, env)
     finally:
         if proc.poll() is None:
