@@ -89,10 +89,12 @@ async def test_redelivery_after_a_turn_died_before_answering_is_processed(
     backend: str, store_factory: StoreFactory
 ) -> None:
     first_store = store_factory()
-    dying = make_bot(first_store, RecordingModel(delay=5))
+    dying_model = RecordingModel(delay=5)
+    dying = make_bot(first_store, dying_model)
     msg = message("laptop is slow", event_id="Ev-2")
     pending = asyncio.ensure_future(dying.handle(msg))
-    await asyncio.sleep(0.1)
+    while not dying_model.prompts:  # the turn holds the lease and is waiting for the model
+        await asyncio.sleep(0.01)
     await dying.aclose(grace=0)  # the process goes away mid-turn
     with pytest.raises(asyncio.CancelledError):
         await pending

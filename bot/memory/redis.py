@@ -22,6 +22,7 @@ key                    type         holds
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -225,10 +226,13 @@ class RedisStore:
     async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
         try:
             return await op()
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # redis-py's cluster client can turn a cancellation into a connection error; the caller is
+                # being cancelled, and that must propagate rather than read as "the store is down".
+                raise asyncio.CancelledError from exc
             raise StoreUnavailable(f"redis {what} failed: {type(exc).__name__}: {exc}") from exc
-        except OSError as exc:
-            raise StoreUnavailable(f"redis {what} failed: {exc}") from exc
 
     async def begin_turn(self, key: SessionKey, *, event_id: str, window: int) -> TurnStart:
         args: list[str | int] = [event_id, window, int(self.limits.lease_ttl * 1000), int(self.limits.idle_ttl * 1000)]

@@ -44,9 +44,10 @@ class RecordingModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        answer = self._answer(messages)  # recorded when asked, so a test can tell a call is under way
         if self.delay:
             await asyncio.sleep(self.delay)
-        return self._generate(messages)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=answer))])
 
     async def _astream(
         self,
@@ -55,9 +56,10 @@ class RecordingModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        answer = self._answer(messages)
         if self.delay:
             await asyncio.sleep(self.delay)
-        for word in self._answer(messages).split(" "):
+        for word in answer.split(" "):
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
             yield ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
