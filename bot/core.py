@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from bot.constants import LEASE_RETRY_MAX_S, LEASE_RETRY_MIN_S, LEASE_WAIT_S, MA
 from bot.entities import EntityExtractor, entities_block
 from bot.errors import InvalidMessage, LeaseLost, ModelError, SessionBusy, ShuttingDown, StoreUnavailable
 from bot.kb import KnowledgeBase
-from bot.memory.base import ClaimStatus, Entity, Lease, SessionContext, SessionStore, TurnStart
+from bot.memory.base import ClaimStatus, Lease, SessionContext, SessionStore, TurnStart
 from bot.messages import IncomingMessage, Reply, ReplyKind, StoredMessage, clean_text
 from bot.metrics import TurnMetrics
 from bot.model import AsyncClosable, translate_model_error
@@ -26,6 +25,7 @@ from bot.ratelimit import RateLimiter
 from bot.session import Scope, SessionKey, session_key_for
 from bot.strategies import MemoryStrategy, Snippet, WindowStrategy, build_prompt
 from bot.summary import Summarizer
+from bot.upkeep import Upkeep
 
 log = logging.getLogger("supportbot.core")
 
@@ -98,11 +98,6 @@ class _SessionLocks:
         return len(self._locks)
 
 
-def _error_kind(exc: Exception) -> str:
-    """``ModelRateLimited`` -> ``model_rate_limited``: the label of an error in the metrics."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
-
-
 def prepare_text(text: str, *, limit: int) -> str:
     """Clean ``text`` and cut it to ``limit`` characters with a visible note saying so."""
     text = clean_text(text).strip()
@@ -133,16 +128,19 @@ class SupportBot:
         extractor: EntityExtractor | None = None,
     ) -> None:
         self.store = store
-        self.metrics = metrics or TurnMetrics()
-        self.knowledge = knowledge
-        self.summarizer = summarizer
-        self._folds: dict[str, asyncio.Task[None]] = {}  # session id -> its running summary fold
-        self.extractor = extractor
-        self._extractions: set[asyncio.Task[None]] = set()
         self.model = model
-        self._resources = tuple(resources)
         self.options = options
         self.strategy = strategy or WindowStrategy(k=20, max_tokens=3_000)
+        self.metrics = metrics or TurnMetrics()
+        self.knowledge = knowledge
+        self.upkeep = Upkeep(
+            store=store,
+            metrics=self.metrics,
+            window=self.strategy.load_size,
+            summarizer=summarizer,
+            extractor=extractor,
+        )
+        self._resources = tuple(resources)
         self._locks = _SessionLocks()
         self._turns: set[asyncio.Task[Reply | None]] = set()
         self._closing = False
@@ -193,10 +191,10 @@ class SupportBot:
     @property
     def in_flight(self) -> int:
         """Turns and their background upkeep (summary folds, entity extraction) currently running."""
-        return len(self._turns) + len(self._folds) + len(self._extractions)
+        return len(self._turns) + len(self.upkeep.tasks)
 
     def _running(self) -> set[asyncio.Task[Any]]:
-        return set(self._turns) | set(self._folds.values()) | set(self._extractions)
+        return set(self._turns) | self.upkeep.tasks
 
     def _spawn(self, msg: IncomingMessage, sink: Sink | None) -> asyncio.Task[Reply | None]:
         if self._closing:
@@ -301,8 +299,7 @@ class SupportBot:
             if not saved:
                 self.metrics.duplicates.inc()
                 return None
-            self._schedule_fold(key, start.context, saved=len(messages))
-            self._schedule_extraction(key, text)
+            self.upkeep.after_turn(key, start.context, saved=len(messages), text=text)
         except StoreUnavailable as exc:
             self._count_error(exc)
             log.error("could not save the turn of session %s: %s", key.id, exc, extra={"session_id": key.id})
@@ -311,54 +308,6 @@ class SupportBot:
             if lease is not None:
                 await self._abort_quietly(lease)
         return Reply(answer if kind is ReplyKind.ANSWER else MODEL_FAILED_REPLY, key.id, msg.event_id, kind)
-
-    def _schedule_fold(self, key: SessionKey, context: SessionContext, *, saved: int) -> None:
-        """After the reply: fold what is about to leave the window into the summary, in the background.
-
-        It starts a few messages before the window's edge and folds up to the window's middle, so a fold has a
-        couple of turns to finish before any message leaves the window unsummarised, and runs about every
-        window / 4 turns rather than on every turn.
-        """
-        window = self.strategy.load_size
-        total = context.total + saved
-        if self.summarizer is None or key.id in self._folds or total - context.summary_upto < max(window - 4, 2):
-            return
-        upto = total - window // 2
-        task = asyncio.get_running_loop().create_task(self._fold(key, upto), name=f"supportbot-fold:{key.id}")
-        self._folds[key.id] = task
-        task.add_done_callback(lambda _: self._folds.pop(key.id, None))
-
-    async def _fold(self, key: SessionKey, upto: int) -> None:
-        assert self.summarizer is not None
-        try:
-            work = await self.store.unsummarized(key, upto=upto)
-            if not work.messages:
-                return
-            summary = await self.summarizer.fold(work.summary, work.messages)
-            if await self.store.save_summary(key, summary=summary, after=work.summary_upto, upto=upto):
-                log.info("summary folded up to message %d", upto, extra={"session_id": key.id})
-        except (ModelError, StoreUnavailable) as exc:
-            # The backlog stays; the fold is tried again after the session's next turn.
-            self._count_error(exc)
-            log.warning("summary fold failed for session %s: %s", key.id, exc, extra={"session_id": key.id})
-
-    def _schedule_extraction(self, key: SessionKey, text: str) -> None:
-        if self.extractor is None:
-            return
-        task = asyncio.get_running_loop().create_task(self._extract(key, text), name=f"supportbot-entities:{key.id}")
-        self._extractions.add(task)
-        task.add_done_callback(self._extractions.discard)
-
-    async def _extract(self, key: SessionKey, text: str) -> None:
-        assert self.extractor is not None
-        try:
-            facts = await self.extractor.extract(text)
-            if facts:
-                now = time.time()
-                await self.store.save_entities(key, {name: Entity(value, now) for name, value in facts.items()})
-        except (ModelError, StoreUnavailable) as exc:
-            self._count_error(exc)
-            log.warning("entity extraction failed for session %s: %s", key.id, exc, extra={"session_id": key.id})
 
     def _prompt(self, context: SessionContext, text: str) -> list[BaseMessage]:
         snippets: list[Snippet] = []
@@ -427,7 +376,7 @@ class SupportBot:
             self.metrics.model_tokens.labels("output").inc(usage.get("output_tokens", 0))
 
     def _count_error(self, exc: Exception) -> None:
-        self.metrics.errors.labels(_error_kind(exc)).inc()
+        self.metrics.count_error(exc)
 
     async def _save(self, lease: Lease, messages: tuple[StoredMessage, ...], *, platform: str) -> bool:
         """Commit the turn; if the lease was fenced out meanwhile, take it again and append after the newer turn.

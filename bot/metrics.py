@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Seconds; a turn spans a store round trip or two and a model call of up to a minute.
@@ -42,6 +44,10 @@ class TurnMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+
+    def count_error(self, exc: Exception) -> None:
+        """Count a failure under its kind: ``ModelRateLimited`` -> ``model_rate_limited``."""
+        self.errors.labels(re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()).inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

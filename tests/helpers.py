@@ -9,12 +9,14 @@ from langchain_core.language_models.chat_models import BaseChatModel
 
 from bot.config import Settings, load_settings
 from bot.core import CoreOptions, SupportBot
+from bot.entities import EntityExtractor
 from bot.kb import KnowledgeBase
 from bot.memory import SessionStore
 from bot.messages import IncomingMessage
 from bot.model import ChatModel, build_chat_model
 from bot.session import Scope
 from bot.strategies import MemoryStrategy, WindowStrategy
+from bot.summary import Summarizer
 
 SYSTEM = "You are a helpdesk bot."
 _events = itertools.count(1)
@@ -41,6 +43,8 @@ def make_bot(
     *,
     scope: Scope = Scope.THREAD_USER,
     strategy: MemoryStrategy | None = None,
+    summarizer: Summarizer | None = None,
+    extractor: EntityExtractor | None = None,
     **options: Any,
 ) -> SupportBot:
     chat_model = model if isinstance(model, ChatModel) else ChatModel(model)
@@ -50,6 +54,8 @@ def make_bot(
         resources=chat_model.resources,
         options=CoreOptions(system_prompt=SYSTEM, scope=scope, **options),
         strategy=strategy or WindowStrategy(k=50, max_tokens=100_000),
+        summarizer=summarizer,
+        extractor=extractor,
     )
 
 

@@ -43,8 +43,7 @@ async def test_the_offline_patterns_find_what_helpdesk_users_say() -> None:
 async def test_newer_facts_replace_older_ones_and_reach_the_prompt(store_factory: StoreFactory) -> None:
     store = store_factory()
     model = RecordingModel()
-    bot = make_bot(store, model)
-    bot.extractor = RuleEntityExtractor()
+    bot = make_bot(store, model, extractor=RuleEntityExtractor())
     await bot.handle(message("VPN drops on Windows 10"))
     await settle(bot)
     await bot.handle(message("I upgraded to Windows 11, now using GlobalProtect"))
@@ -71,8 +70,7 @@ async def test_the_model_extracts_facts_as_structured_output(fake_openai: FakeOp
 
     fake_openai.responder = responder
     chat = openai_model(fake_openai.base_url)
-    bot = make_bot(MemoryStore(), chat)
-    bot.extractor = ModelEntityExtractor(chat.model)
+    bot = make_bot(MemoryStore(), chat, extractor=ModelEntityExtractor(chat.model))
     await bot.handle(message("Outlook 16.80 crashes on my Mac running Sonoma"))
     await settle(bot)
     extraction = next(r for r in fake_openai.requests if "Extract facts" in r.prompt_text())

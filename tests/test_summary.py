@@ -18,9 +18,12 @@ WINDOW = 6
 
 
 def summarising_bot(store: SessionStore, model: Any, summarizer: Any = None) -> SupportBot:
-    bot = make_bot(store, model, strategy=WindowStrategy(k=WINDOW, max_tokens=100_000))
-    bot.summarizer = summarizer or ExtractiveSummarizer()
-    return bot
+    return make_bot(
+        store,
+        model,
+        strategy=WindowStrategy(k=WINDOW, max_tokens=100_000),
+        summarizer=summarizer or ExtractiveSummarizer(),
+    )
 
 
 async def settle(bot: SupportBot) -> None:
