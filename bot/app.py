@@ -5,8 +5,10 @@ from __future__ import annotations
 from bot.config import Settings
 from bot.core import CoreOptions, SupportBot
 from bot.entities import EntityExtractor, ModelEntityExtractor, RuleEntityExtractor
+from bot.errors import ConfigError
 from bot.kb import KnowledgeBase
 from bot.memory import SessionStore, StoreLimits, open_store
+from bot.memory.codec import EncryptedCodec
 from bot.model import build_chat_model
 from bot.strategies import BufferStrategy, MemoryStrategy, WindowStrategy
 from bot.summary import ExtractiveSummarizer, ModelSummarizer, Summarizer
@@ -34,7 +36,14 @@ def store_limits(settings: Settings) -> StoreLimits:
 
 def build_store(settings: Settings) -> SessionStore:
     """The store the configuration names (``REDIS_URL`` wins over ``memory.store_url``)."""
-    return open_store(settings.store_url, limits=store_limits(settings), redis_cluster=settings.memory.redis_cluster)
+    keys = settings.secrets.encryption_keys
+    try:
+        codec = EncryptedCodec([k.get_secret_value() for k in keys]) if keys else None
+    except ValueError as exc:
+        raise ConfigError(f"SUPPORTBOT_ENCRYPTION_KEY: {exc}") from None
+    return open_store(
+        settings.store_url, limits=store_limits(settings), redis_cluster=settings.memory.redis_cluster, codec=codec
+    )
 
 
 def build_strategy(settings: Settings) -> MemoryStrategy:

@@ -39,6 +39,7 @@ _SECRET_KEYS = {
     "signing_secret": "SLACK_SIGNING_SECRET",
     "api_token": "SUPPORTBOT_WEB_TOKEN",
     "app_token": "SLACK_APP_TOKEN",
+    "encryption_key": "SUPPORTBOT_ENCRYPTION_KEY",
 }
 
 
@@ -156,6 +157,7 @@ class Secrets(BaseModel):
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     discord_token: SecretStr | None = None
+    encryption_keys: tuple[SecretStr, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Secrets:
@@ -178,6 +180,9 @@ class Secrets(BaseModel):
             slack_signing_secret=secret("SLACK_SIGNING_SECRET"),
             slack_app_token=secret("SLACK_APP_TOKEN"),
             discord_token=secret("DISCORD_TOKEN"),
+            encryption_keys=tuple(
+                SecretStr(k.strip()) for k in (get("SUPPORTBOT_ENCRYPTION_KEY") or "").split(",") if k.strip()
+            ),
         )
 
 

@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection, ConnectionPool
 
 from bot.memory import SessionStore, StoreLimits
+from bot.memory.codec import MessageCodec
 from bot.memory.memory import MemoryStore
 from bot.memory.redis import RedisStore
 from bot.memory.sqlite import SqliteStore
@@ -73,13 +74,15 @@ def counting_client(url: str) -> tuple[aioredis.Redis, type[CountingConnection]]
     return aioredis.Redis.from_pool(pool), counter
 
 
-def make_store(backend: str, *, tmp_path: Path, redis_url: str | None, limits: StoreLimits) -> SessionStore:
+def make_store(
+    backend: str, *, tmp_path: Path, redis_url: str | None, limits: StoreLimits, codec: MessageCodec | None = None
+) -> SessionStore:
     if backend == "memory":
         return MemoryStore(limits=limits)
     if backend == "sqlite":
-        return SqliteStore(str(tmp_path / "sessions.db"), limits=limits)
+        return SqliteStore(str(tmp_path / "sessions.db"), limits=limits, codec=codec)
     assert redis_url is not None, f"the {backend} backend needs a server URL"
-    return RedisStore.from_url(redis_url, limits=limits)
+    return RedisStore.from_url(redis_url, limits=limits, codec=codec)
 
 
 @pytest.fixture(params=BACKENDS)

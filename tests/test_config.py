@@ -90,3 +90,22 @@ def test_a_missing_explicit_config_is_an_error_but_a_missing_default_is_not(tmp_
 def test_a_bad_port_is_refused(port: str) -> None:
     with pytest.raises(ConfigError, match="PORT"):
         load_settings("/dev/null", env={"PORT": port})
+
+
+def test_an_encryption_key_turns_on_encryption_and_a_bad_one_is_a_config_error(tmp_path: Path) -> None:
+    from cryptography.fernet import Fernet
+
+    from bot.app import build_store
+    from bot.memory.sqlite import SqliteStore
+
+    store_url = f"sqlite:///{tmp_path / 'x.db'}"
+    good = load_settings("/dev/null", env={"SUPPORTBOT_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+                                           "SUPPORTBOT_MEMORY__STORE_URL": store_url})  # fmt: skip
+    assert "SecretStr('**********')" in repr(good.secrets.encryption_keys)
+    store = build_store(good)
+    assert isinstance(store, SqliteStore) and type(store._codec).__name__ == "EncryptedCodec"
+    bad = load_settings(
+        "/dev/null", env={"SUPPORTBOT_ENCRYPTION_KEY": "not-a-key", "SUPPORTBOT_MEMORY__STORE_URL": store_url}
+    )
+    with pytest.raises(ConfigError, match="SUPPORTBOT_ENCRYPTION_KEY: .*Fernet keys"):
+        build_store(bad)

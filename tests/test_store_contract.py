@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
@@ -309,3 +310,58 @@ async def test_entities_merge_newest_first_and_come_back_with_the_window(store_f
     await turn(store, KEY, 3)
     record = await store.get(KEY)
     assert record is not None and record.entities == {}, "deleting a session deletes its entities"
+
+
+async def test_encrypted_bodies_are_unreadable_at_rest_and_keys_rotate(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from cryptography.fernet import Fernet
+
+    from bot.errors import StoreUnavailable
+    from bot.memory.codec import EncryptedCodec, MessageCodec
+    from tests.conftest import make_store
+
+    if backend == "memory":
+        pytest.skip("the in-process store keeps nothing at rest")
+    url = (
+        request.getfixturevalue({"redis": "redis_url", "cluster": "cluster_url"}[backend])
+        if backend != "sqlite"
+        else None
+    )
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+
+    made: list[SessionStore] = []
+
+    def store_with(codec: MessageCodec) -> SessionStore:
+        made.append(make_store(backend, tmp_path=tmp_path, redis_url=url, limits=StoreLimits(), codec=codec))
+        return made[-1]
+
+    try:
+        writer = store_with(EncryptedCodec([old]))
+        await turn(writer, KEY, 1)
+        rotated = store_with(EncryptedCodec([new, old]))  # new key first: new writes use it, old data still reads
+        await turn(rotated, KEY, 2)
+        record = await rotated.get(KEY)
+        assert record is not None
+        assert [m.content for m in record.messages] == ["question 1", "answer 1", "question 2", "answer 2"]
+
+        raw = await raw_bodies(backend, writer, tmp_path)
+        assert raw and all(body.startswith("enc:") for body in raw)
+        assert not any("question" in body for body in raw), "no plaintext at rest"
+        with pytest.raises(StoreUnavailable, match="encrypted"):
+            await store_with(MessageCodec()).get(KEY)
+        with pytest.raises(StoreUnavailable, match="cannot be decrypted"):
+            await store_with(EncryptedCodec([Fernet.generate_key().decode()])).get(KEY)
+    finally:
+        for store in made:
+            await store.aclose()
+
+
+async def raw_bodies(backend: str, store: SessionStore, tmp_path: Path) -> list[str]:
+    if backend == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "sessions.db") as db:
+            return [row[0] for row in db.execute("SELECT body FROM messages")]
+    assert isinstance(store, RedisStore)
+    return [str(b) for b in await store._client.lrange(KEY.store_key("msgs"), 0, -1)]

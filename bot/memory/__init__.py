@@ -15,6 +15,7 @@ from bot.memory.base import (
     SummaryWork,
     TurnStart,
 )
+from bot.memory.codec import MessageCodec
 
 __all__ = [
     "ClaimStatus",
@@ -32,7 +33,9 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, limits: StoreLimits | None = None, redis_cluster: bool = False) -> SessionStore:
+def open_store(
+    url: str, *, limits: StoreLimits | None = None, redis_cluster: bool = False, codec: MessageCodec | None = None
+) -> SessionStore:
     """The store ``url`` names: ``memory://``, ``sqlite:///path.db``, ``redis://…``, ``rediss://…`` or
     ``redis+cluster://…`` (``redis_cluster`` treats a ``redis://`` URL as a cluster node too).
 
@@ -43,15 +46,15 @@ def open_store(url: str, *, limits: StoreLimits | None = None, redis_cluster: bo
     if scheme == "memory":
         from bot.memory.memory import MemoryStore
 
-        return MemoryStore(limits=limits)
+        return MemoryStore(limits=limits)  # in-process only: nothing is at rest to encrypt
     if scheme == "sqlite":
         from bot.memory.sqlite import SqliteStore, sqlite_path
 
-        return SqliteStore(sqlite_path(url), limits=limits)
+        return SqliteStore(sqlite_path(url), limits=limits, codec=codec)
     if scheme in ("redis", "rediss", "unix", "redis+cluster"):
         from bot.memory.redis import RedisStore
 
-        return RedisStore.from_url(url, limits=limits, cluster=redis_cluster)
+        return RedisStore.from_url(url, limits=limits, cluster=redis_cluster, codec=codec)
     raise ValueError(
         f"unsupported store URL scheme {scheme or url!r}: use memory://, sqlite:///path.db, redis:// or redis+cluster://"
     )

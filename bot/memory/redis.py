@@ -45,6 +45,7 @@ from bot.memory.base import (
     SummaryWork,
     TurnStart,
 )
+from bot.memory.codec import MessageCodec
 from bot.messages import StoredMessage
 from bot.session import SessionKey, user_index_key
 
@@ -180,8 +181,15 @@ def _meta(raw: list[Any] | dict[str, str]) -> SessionMeta | None:
 class RedisStore:
     """Sessions in Redis; two round trips per uncontended turn."""
 
-    def __init__(self, client: aioredis.Redis | RedisCluster, *, limits: StoreLimits | None = None) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis | RedisCluster,
+        *,
+        limits: StoreLimits | None = None,
+        codec: MessageCodec | None = None,
+    ) -> None:
         self.limits = limits or StoreLimits()
+        self._codec = codec or MessageCodec()
         self._client = client
         self._begin = client.register_script(_BEGIN)
         self._commit = client.register_script(_COMMIT)
@@ -198,6 +206,7 @@ class RedisStore:
         url: str,
         *,
         limits: StoreLimits | None = None,
+        codec: MessageCodec | None = None,
         max_connections: int = REDIS_MAX_CONNECTIONS,
         cluster: bool = False,
         **client_options: Any,
@@ -217,11 +226,12 @@ class RedisStore:
                     node_url, decode_responses=True, max_connections=REDIS_CLUSTER_NODE_CONNECTIONS, **options
                 ),
                 limits=limits,
+                codec=codec,
             )
         pool = aioredis.BlockingConnectionPool.from_url(
             url, decode_responses=True, max_connections=max_connections, timeout=REDIS_POOL_WAIT_S, **options
         )
-        return cls(aioredis.Redis.from_pool(pool), limits=limits)
+        return cls(aioredis.Redis.from_pool(pool), limits=limits, codec=codec)
 
     async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -247,7 +257,7 @@ class RedisStore:
         _, token, summary, meta, raw_messages, raw_entities = reply
         fields = _fields(meta)
         context = SessionContext(
-            messages=tuple(StoredMessage.from_json(m) for m in raw_messages),
+            messages=tuple(self._codec.decode(m) for m in raw_messages),
             summary=summary,
             meta=_meta(fields),
             total=int(fields.get("seq", 0)),
@@ -269,7 +279,7 @@ class RedisStore:
             user,
             self.limits.max_unsummarized,
             lease.key.id,
-            *(m.to_json() for m in messages),
+            *(self._codec.encode(m) for m in messages),
         ]
         keys = _keys(lease.key)
         index = user_index_key(platform, user) if user else None
@@ -297,7 +307,7 @@ class RedisStore:
     async def unsummarized(self, key: SessionKey, *, upto: int) -> SummaryWork:
         keys = [key.store_key(part) for part in ("msgs", "summary", "meta")]
         after, summary, raw = await self._call("unsummarized", lambda: self._unsummarized(keys=keys, args=[upto]))
-        return SummaryWork(summary, int(after), tuple(StoredMessage.from_json(m) for m in raw))
+        return SummaryWork(summary, int(after), tuple(self._codec.decode(m) for m in raw))
 
     async def save_summary(self, key: SessionKey, *, summary: str, after: int, upto: int) -> bool:
         keys = [key.store_key("summary"), key.store_key("meta")]
@@ -329,7 +339,7 @@ class RedisStore:
             session_id=key.id,
             meta=meta,
             users=tuple(sorted(users)),
-            messages=tuple(StoredMessage.from_json(m) for m in raw_messages),
+            messages=tuple(self._codec.decode(m) for m in raw_messages),
             summary=summary,
             entities=_entities(raw_entities),
         )

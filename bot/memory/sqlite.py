@@ -25,6 +25,7 @@ from bot.memory.base import (
     SummaryWork,
     TurnStart,
 )
+from bot.memory.codec import MessageCodec
 from bot.messages import StoredMessage
 from bot.session import SessionKey
 
@@ -107,8 +108,9 @@ def sqlite_path(url: str) -> str:
 class SqliteStore:
     """Sessions in one SQLite file, through ``aiosqlite`` (a worker thread per connection)."""
 
-    def __init__(self, path: str, *, limits: StoreLimits | None = None) -> None:
+    def __init__(self, path: str, *, limits: StoreLimits | None = None, codec: MessageCodec | None = None) -> None:
         self.limits = limits or StoreLimits()
+        self._codec = codec or MessageCodec()
         self._path = path
         self._db: aiosqlite.Connection | None = None
         self._closed = False
@@ -195,7 +197,7 @@ class SqliteStore:
             bodies = [r[0] for r in await cur.fetchall()]
             entities = await self._entities(db, sid)
         context = SessionContext(
-            messages=tuple(StoredMessage.from_json(b) for b in reversed(bodies)),
+            messages=tuple(self._codec.decode(b) for b in reversed(bodies)),
             summary=row["summary"] if row is not None else None,
             meta=_meta(row),
             total=row["seq"] if row is not None else 0,
@@ -221,7 +223,7 @@ class SqliteStore:
             total = last + len(messages)
             await db.executemany(
                 "INSERT INTO messages (session_id, seq, body) VALUES (?, ?, ?)",
-                [(sid, last + i, m.to_json()) for i, m in enumerate(messages, start=1)],
+                [(sid, last + i, self._codec.encode(m)) for i, m in enumerate(messages, start=1)],
             )
             await db.execute(
                 "DELETE FROM messages WHERE session_id = ? AND seq <= ?",
@@ -277,7 +279,7 @@ class SqliteStore:
                 (sid, row["summary_upto"], upto),
             )
             bodies = [r[0] for r in await cur.fetchall()]
-        return SummaryWork(row["summary"], row["summary_upto"], tuple(StoredMessage.from_json(b) for b in bodies))
+        return SummaryWork(row["summary"], row["summary_upto"], tuple(self._codec.decode(b) for b in bodies))
 
     async def save_summary(self, key: SessionKey, *, summary: str, after: int, upto: int) -> bool:
         async with self._tx() as db:
@@ -304,7 +306,7 @@ class SqliteStore:
             session_id=sid,
             meta=meta,
             users=users,
-            messages=tuple(StoredMessage.from_json(b) for b in bodies),
+            messages=tuple(self._codec.decode(b) for b in bodies),
             summary=row["summary"],
             entities=entities,
         )
