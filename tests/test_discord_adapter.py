@@ -15,9 +15,6 @@ import discord
 import pytest
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
-from langchain_core.messages import AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGenerationChunk
 
 from adapters.discord_bot import DiscordAdapter, Place, incoming_message, split_message, strip_mentions, thread_name
 from adapters.discord_bot.adapter import RESTARTING_REPLY
@@ -35,29 +32,6 @@ USER = 5000
 OTHER = 5001
 TIMEOUT = 5.0
 _MESSAGE_PATH = re.compile(r"/channels/\d+/messages(/\d+)?")
-
-
-class ScriptedModel(RecordingModel):
-    """Records prompts like :class:`RecordingModel` but answers ``reply``, streamed word by word ``gap`` s apart."""
-
-    reply: str = "ok"
-    gap: float = 0.0
-
-    def _answer(self, messages: list[BaseMessage]) -> str:
-        self.prompts.append(list(messages))
-        return self.reply
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        for word in self._answer(messages).split(" "):
-            if self.gap:
-                await asyncio.sleep(self.gap)
-            yield ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
 
 
 @dataclass
@@ -323,7 +297,7 @@ async def test_a_message_delivered_twice_is_answered_once(run: Running) -> None:
 
 
 async def test_model_output_never_pings_anyone(fake: FakeDiscord) -> None:
-    model = ScriptedModel(reply=f"@everyone @here <@&{fake.guild_id}> <@{USER}> please reboot " + "now " * 600)
+    model = RecordingModel(reply=f"@everyone @here <@&{fake.guild_id}> <@{USER}> please reboot " + "now " * 600)
     async with running(fake, model) as run:
         opening = mention(fake, "ping test")
         await ask(run, opening, channel_id=int(opening["id"]))
@@ -340,7 +314,7 @@ async def test_long_reply_is_split_on_safe_boundaries(fake: FakeDiscord) -> None
     code = "\n".join(f"netsh interface set interface Wi-Fi{i} admin=disable" for i in range(45))
     reply = "Try these steps.\n\n" + "Check the cable. " * 80 + f"\n\n```powershell\n{code}\n```\n\n" + "Done. " * 250
     assert len(reply) > 5_000
-    async with running(fake, ScriptedModel(reply=reply)) as run:
+    async with running(fake, RecordingModel(reply=reply)) as run:
         dm_id = fake.dm_channel(USER)
         parts = await ask(run, dm(fake, "wifi broken"), channel_id=dm_id)
     assert len(parts) >= 3
@@ -350,7 +324,7 @@ async def test_long_reply_is_split_on_safe_boundaries(fake: FakeDiscord) -> None
 
 
 async def test_streamed_edits_are_throttled_to_one_a_second(fake: FakeDiscord) -> None:
-    async with running(fake, ScriptedModel(reply=" ".join(f"w{i}" for i in range(30)), gap=0.05)) as run:
+    async with running(fake, RecordingModel(reply=" ".join(f"w{i}" for i in range(30)), chunk_delay=0.05)) as run:
         dm_id = fake.dm_channel(USER)
         assert (await ask(run, dm(fake, "slow"), channel_id=dm_id))[0].endswith("w29")
     (first,) = fake.calls("POST", f"/channels/{dm_id}/messages")
@@ -516,7 +490,7 @@ async def test_commands_in_a_thread_use_that_threads_session(fake: FakeDiscord) 
 
 
 async def test_large_export_is_an_ephemeral_file(fake: FakeDiscord) -> None:
-    async with running(fake, ScriptedModel(reply="long answer " * 300)) as run:
+    async with running(fake, RecordingModel(reply="long answer " * 300)) as run:
         await ask(run, dm(fake, "export me"), channel_id=fake.dm_channel(USER))
         callback = await invoke(run, "export", user_id=USER, guild_id=None)
     assert callback.json["data"]["flags"] == EPHEMERAL

@@ -16,6 +16,7 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from adapters.discord_bot import discord_intents
 from tests.fakes.discord_server import EPHEMERAL, FakeDiscord, discord_py_endpoints
 
 USER_ID = 5000
@@ -23,15 +24,6 @@ OTHER_USER_ID = 5001
 TIMEOUT = 5.0
 
 Handler = Callable[[discord.Message], Awaitable[Any]]
-
-
-def make_intents() -> discord.Intents:
-    intents = discord.Intents.none()
-    intents.guilds = True
-    intents.guild_messages = True
-    intents.dm_messages = True
-    intents.message_content = True
-    return intents
 
 
 class Bot:
@@ -95,7 +87,7 @@ class Bot:
 @contextlib.asynccontextmanager
 async def connected_bot(fake: FakeDiscord, **options: Any) -> AsyncIterator[Bot]:
     """Logs a real client in against ``fake``, waits for ``on_ready``, and closes it cleanly."""
-    client = discord.Client(intents=make_intents(), guild_ready_timeout=0.05, **options)
+    client = discord.Client(intents=discord_intents(), guild_ready_timeout=0.05, **options)
     bot = Bot(client)
     await client.login(fake.token)
     task = asyncio.create_task(client.connect())
@@ -179,7 +171,7 @@ async def test_rest_json_content_type_gateway_and_errors(fake: FakeDiscord, sess
 
 
 async def test_login_with_wrong_token_is_a_login_failure(fake: FakeDiscord) -> None:
-    client = discord.Client(intents=make_intents())
+    client = discord.Client(intents=discord_intents())
     try:
         with pytest.raises(discord.LoginFailure):
             await client.login("not-the-token")
@@ -225,7 +217,7 @@ async def test_ready_sees_guild_channel_and_permissions(fake: FakeDiscord, bot: 
     assert client.application_id == fake.application_id
 
     assert fake.ready.is_set() and fake.connected
-    assert fake.identify is not None and fake.identify["intents"] == make_intents().value
+    assert fake.identify is not None and fake.identify["intents"] == discord_intents().value
     query = fake.gateway_queries[0]
     assert (query["v"], query["encoding"]) == ("10", "json")
     assert query["compress"] in ("zlib-stream", "zstd-stream")  # always requested; text frames are accepted

@@ -18,6 +18,7 @@ class RecordingModel(BaseChatModel):
 
     delay: float = 0.0
     chunk_delay: float = 0.0  # seconds between streamed words
+    reply: str | None = None  # a fixed answer instead of "reply to …"
     prompts: list[list[BaseMessage]] = Field(default_factory=list)
 
     @property
@@ -26,7 +27,7 @@ class RecordingModel(BaseChatModel):
 
     def _answer(self, messages: list[BaseMessage]) -> str:
         self.prompts.append(list(messages))
-        return f"reply to {messages[-1].text}"
+        return self.reply if self.reply is not None else f"reply to {messages[-1].text}"
 
     def _generate(
         self,
