@@ -60,3 +60,23 @@ class Drains(Protocol):
     async def drain(self) -> None:
         """Stop accepting new deliveries (close listeners, disconnect); keep in-flight replies going."""
         ...
+
+
+@runtime_checkable
+class Escalates(Protocol):
+    """An adapter that can post a session's hand-over to a person, on its own platform, for ``escalate_to_human``."""
+
+    @property
+    def escalation_channel(self) -> str | None:
+        """Where escalations go (a channel id), or ``None`` when none is configured."""
+        ...
+
+    async def post_escalation(self, text: str) -> str:
+        """Post ``text`` (plain markdown) to the escalation channel through the adapter's send path.
+
+        Returns a reference to the posted message (a permalink or ``channel/message`` id).
+
+        Raises:
+            EscalationFailed: the platform refused the post or could not be reached.
+        """
+        ...

@@ -78,6 +78,12 @@ class MemorySettings(_Section):
     strategy: Literal["window", "buffer"] = "window"
     summary: bool = True
     entities: bool = True
+    recall: bool = True
+    recall_k: int = Field(default=3, ge=1, le=20)
+    recall_min_score: float = Field(default=0.3, ge=-1.0, le=1.0)
+    recall_max_turns: int = Field(default=1_000, ge=10, le=100_000)
+    embeddings: Literal["auto", "openai", "minilm", "hashing"] = "auto"
+    embeddings_model: str = "text-embedding-3-small"
     window_messages: int = Field(default=constants.WINDOW_MESSAGES, ge=1, le=10_000)
     window_tokens: int = Field(default=3_000, ge=100)
     max_messages: int = Field(default=constants.MAX_MESSAGES, ge=2, le=1_000_000)
@@ -97,6 +103,16 @@ class LLMSettings(_Section):
     max_retries: int = Field(default=2, ge=0, le=10)
     max_tokens: int | None = Field(default=None, ge=1)
     max_prompt_tokens: int = Field(default=6_000, ge=200)
+
+
+class ToolsSettings(_Section):
+    search_kb: bool = True
+    create_ticket: bool = True
+    escalate_to_human: bool = True
+    max_rounds: int = Field(default=3, ge=1, le=10)
+    ticket_timeout: Duration = 10.0
+    ticket_retries: int = Field(default=3, ge=0, le=10)
+    audit_max_entries: int = Field(default=1_000, ge=10, le=100_000)
 
 
 class KBSettings(_Section):
@@ -127,6 +143,7 @@ class SlackSettings(_Section):
     channels: tuple[str, ...] = ()
     stream: bool = True
     command: str = Field(default="/helpdesk", pattern=r"^/[a-z0-9_-]{1,31}$")
+    escalation_channel: str | None = Field(default=None, pattern=r"^[A-Z0-9]{2,30}$")
 
 
 class DiscordSettings(_Section):
@@ -137,6 +154,7 @@ class DiscordSettings(_Section):
     guilds: tuple[int, ...] = ()
     channels: tuple[int, ...] = ()
     shard_count: int | None = Field(default=None, ge=1)
+    escalation_channel: int | None = Field(default=None, ge=1)
 
 
 class LogSettings(_Section):
@@ -158,6 +176,8 @@ class Secrets(BaseModel):
     slack_app_token: SecretStr | None = None
     discord_token: SecretStr | None = None
     encryption_keys: tuple[SecretStr, ...] = ()
+    ticket_webhook_url: SecretStr | None = None
+    ticket_webhook_token: SecretStr | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Secrets:
@@ -180,6 +200,8 @@ class Secrets(BaseModel):
             slack_signing_secret=secret("SLACK_SIGNING_SECRET"),
             slack_app_token=secret("SLACK_APP_TOKEN"),
             discord_token=secret("DISCORD_TOKEN"),
+            ticket_webhook_url=secret("SUPPORTBOT_TICKET_WEBHOOK_URL"),
+            ticket_webhook_token=secret("SUPPORTBOT_TICKET_WEBHOOK_TOKEN"),
             encryption_keys=tuple(
                 SecretStr(k.strip()) for k in (get("SUPPORTBOT_ENCRYPTION_KEY") or "").split(",") if k.strip()
             ),
@@ -211,6 +233,7 @@ class Settings(BaseSettings):
     memory: MemorySettings = MemorySettings()
     llm: LLMSettings = LLMSettings()
     kb: KBSettings = KBSettings()
+    tools: ToolsSettings = ToolsSettings()
     server: ServerSettings = ServerSettings()
     web: WebSettings = WebSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()

@@ -65,3 +65,15 @@ class ModelRateLimited(ModelError):
 
 class ModelAuthError(ModelError):
     """The chat model's provider rejected the credentials."""
+
+
+class ToolError(SupportbotError):
+    """A tool the model called could not do its work; the model is told, the turn goes on."""
+
+
+class TicketFailed(ToolError):
+    """The ticket webhook refused the ticket or could not be reached after the retries."""
+
+
+class EscalationFailed(ToolError):
+    """The platform refused the escalation post or could not be reached."""

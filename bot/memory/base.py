@@ -6,7 +6,7 @@ import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.constants import DEDUPE_TTL_S, IDLE_TTL_S, LEASE_TTL_S, MAX_MESSAGES
 from bot.messages import StoredMessage
@@ -22,6 +22,8 @@ class StoreLimits:
         max_messages: messages kept per session; older ones are trimmed on save.
         dedupe_ttl: seconds an answered delivery id is remembered for idempotency.
         lease_ttl: seconds a turn may hold its session before another process may take over.
+        max_recall: embedded turns kept per session for vector recall; the oldest go first.
+        max_audit: tool calls kept per session in its audit log; the oldest go first.
         max_unsummarized: with a rolling summary, messages not yet folded into it are kept beyond
             ``max_messages`` up to this many, so none is trimmed before it is summarised; 0 turns that off.
     """
@@ -31,6 +33,8 @@ class StoreLimits:
     dedupe_ttl: float = DEDUPE_TTL_S
     lease_ttl: float = LEASE_TTL_S
     max_unsummarized: int = 0
+    max_recall: int = 1_000
+    max_audit: int = 1_000
 
     def keep(self, total: int, summary_upto: int) -> int:
         """How many of the newest messages a session keeps after a save."""
@@ -68,6 +72,69 @@ class Entity:
 
 
 Entities = Mapping[str, Entity]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One tool call of one turn: what was called, with which (redacted) arguments, and how it went."""
+
+    time: float
+    session_id: str
+    event_id: str
+    tool: str
+    arguments: Mapping[str, Any]  # secrets already redacted
+    outcome: str  # ok | error | not_configured | repeated
+    detail: str  # the result shown to the model, or the error, shortened
+    latency_ms: float
+
+    def to_json(self) -> str:
+        """Compact JSON for the stores."""
+        return json.dumps(
+            {
+                "time": self.time,
+                "session_id": self.session_id,
+                "event_id": self.event_id,
+                "tool": self.tool,
+                "arguments": dict(self.arguments),
+                "outcome": self.outcome,
+                "detail": self.detail,
+                "latency_ms": self.latency_ms,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> AuditEntry:
+        """Inverse of :meth:`to_json`."""
+        data = json.loads(raw)
+        return cls(
+            time=float(data["time"]),
+            session_id=str(data["session_id"]),
+            event_id=str(data["event_id"]),
+            tool=str(data["tool"]),
+            arguments=dict(data["arguments"]),
+            outcome=str(data["outcome"]),
+            detail=str(data["detail"]),
+            latency_ms=float(data["latency_ms"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RecallItem:
+    """A stored turn and its embedding, kept in the session's own keys for vector recall.
+
+    Attributes:
+        seq: sequence number of the turn's user message, so recall can skip turns still in the window.
+        text: the turn as a prompt shows it (the user's message and the answer).
+        vector: the embedding, float32, L2-normalised.
+        model: which embedding model made ``vector``; vectors of another model are not compared.
+    """
+
+    seq: int
+    text: str
+    vector: bytes
+    model: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +246,29 @@ class SessionStore(Protocol):
 
     async def save_entities(self, key: SessionKey, entities: Entities) -> None:
         """Merge ``entities`` into the session's (a key already there is replaced only by a newer fact)."""
+        ...
+
+    async def save_recall(self, key: SessionKey, item: RecallItem) -> None:
+        """Store a turn's embedding with the session; the oldest go beyond ``limits.max_recall`` items.
+
+        Does nothing when the session is gone (erased or expired), so a late write cannot revive it.
+        """
+        ...
+
+    async def recall_items(self, key: SessionKey) -> list[RecallItem]:
+        """Every embedded turn of the session, oldest first."""
+        ...
+
+    async def append_audit(self, key: SessionKey, entry: AuditEntry, *, platform: str, user: str) -> None:
+        """Record a tool call in the session's audit log, which expires and is erased with the session.
+
+        Also indexes the session under ``user``, in the same write: a tool may run before the turn's first
+        commit, and an erasure must still find what it logged.
+        """
+        ...
+
+    async def audit(self, key: SessionKey) -> list[AuditEntry]:
+        """The session's audit log, oldest first."""
         ...
 
     async def get(self, key: SessionKey) -> SessionRecord | None:
