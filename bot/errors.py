@@ -10,10 +10,13 @@
     │   └── LeaseLost            the session's lease expired and another holder took it (fencing)
     ├── SessionBusy              the session stayed leased by another process past the wait limit
     ├── ShuttingDown             the bot is closing and takes no new messages
-    └── ModelError               the chat model failed
-        ├── ModelTimeout
-        ├── ModelRateLimited
-        └── ModelAuthError
+    ├── ModelError               the chat model failed
+    │   ├── ModelTimeout
+    │   ├── ModelRateLimited
+    │   └── ModelAuthError
+    └── ToolError                a tool the model called could not do its work
+        ├── TicketFailed
+        └── EscalationFailed
 """
 
 from __future__ import annotations
