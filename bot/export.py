@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
 from bot.entities import describe
-from bot.memory import SessionRecord
+from bot.memory import AuditEntry, RecallItem, SessionRecord
 
 RECAP_MESSAGES = 5  # user messages listed by a recap
 
 
-def session_document(record: SessionRecord) -> dict[str, Any]:
-    """Everything the store holds for a session, JSON-ready."""
+def session_document(
+    record: SessionRecord, *, audit: Sequence[AuditEntry] = (), recall: Sequence[RecallItem] = ()
+) -> dict[str, Any]:
+    """Everything the store holds for a session, JSON-ready.
+
+    Recalled turns are listed with their text and embedding model; the vectors themselves are derived from that
+    text and left out.
+    """
     return {
         "session_id": record.session_id,
         "meta": asdict(record.meta),
@@ -21,6 +28,8 @@ def session_document(record: SessionRecord) -> dict[str, Any]:
         "summary": record.summary,
         "entities": {name: asdict(entity) for name, entity in sorted(record.entities.items())},
         "messages": [asdict(m) for m in record.messages],
+        "recall": [{"seq": item.seq, "model": item.model, "text": item.text} for item in recall],
+        "audit": [asdict(entry) for entry in audit],
     }
 
 

@@ -6,6 +6,7 @@ a partial removal would leave replies quoting what was removed.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from bot.export import session_document
@@ -17,9 +18,14 @@ async def export_user(store: SessionStore, platform: str, user: str) -> list[dic
     """Every live session ``user`` of ``platform`` wrote in, as export documents."""
     documents = []
     for session_id in await store.sessions_of_user(platform, user):
-        record = await store.get(SessionKey.parse(session_id))
+        key = SessionKey.parse(session_id)
+        record = await store.get(key)
+        audit = await store.audit(key)
         if record is not None:
-            documents.append(session_document(record))
+            documents.append(session_document(record, audit=audit, recall=await store.recall_items(key)))
+        elif audit:
+            # A tool ran, but the turn that called it was never saved: its audit entries are still the user's.
+            documents.append({"session_id": session_id, "audit": [asdict(entry) for entry in audit]})
     return documents
 
 

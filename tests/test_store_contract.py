@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import LeaseLost
-from bot.memory import ClaimStatus, Lease, SessionStore, StoreLimits
+from bot.memory import AuditEntry, ClaimStatus, Lease, RecallItem, SessionStore, StoreLimits
 from bot.memory.redis import RedisStore
 from bot.messages import StoredMessage
 from bot.session import SessionKey
@@ -273,6 +273,9 @@ async def test_a_users_sessions_are_indexed_exported_and_erased(backend: str, st
             start.lease, (StoredMessage("user", f"{user} says hi", 1.0, user=user),), platform="slack"
         )
 
+    await store.save_recall(alice_thread, RecallItem(1, "UALICE says hi", bytes(8), "m"))
+    await store.append_audit(alice_dm, audit_entry("a1"), platform="slack", user="UALICE")
+    await store.append_audit(bob_dm, audit_entry("b2"), platform="slack", user="UBOB")
     assert await store.sessions_of_user("slack", "UALICE") == sorted([alice_dm.id, alice_thread.id])
     assert await store.sessions_of_user("discord", "UALICE") == []
     exported = await export_user(store, "slack", "UALICE")
@@ -281,6 +284,8 @@ async def test_a_users_sessions_are_indexed_exported_and_erased(backend: str, st
     assert await erase_user(store, "slack", "UALICE") == 2
     assert await store.get(alice_dm) is None and await store.get(alice_thread) is None
     assert await store.get(bob_dm) is not None, "nobody else's own sessions are touched"
+    assert len(await store.audit(bob_dm)) == 1
+    assert await store.audit(alice_dm) == [] and await store.recall_items(alice_thread) == []
     assert await store.sessions_of_user("slack", "UALICE") == []
     if backend in ("redis", "cluster"):
         redis_store = store
@@ -365,3 +370,62 @@ async def raw_bodies(backend: str, store: SessionStore, tmp_path: Path) -> list[
             return [row[0] for row in db.execute("SELECT body FROM messages")]
     assert isinstance(store, RedisStore)
     return [str(b) for b in await store._client.lrange(KEY.store_key("msgs"), 0, -1)]
+
+
+def audit_entry(event: str, tool: str = "create_ticket", *, at: float | None = None) -> AuditEntry:
+    return AuditEntry(
+        time=at if at is not None else time.time(),
+        session_id=KEY.id,
+        event_id=event,
+        tool=tool,
+        arguments={"summary": "VPN down", "token": "[redacted]"},
+        outcome="ok",
+        detail="INC-1",
+        latency_ms=12.5,
+    )
+
+
+async def test_recall_items_stay_with_their_session_capped_and_go_with_it(store_factory: StoreFactory) -> None:
+    store = store_factory(limits=StoreLimits(max_recall=3))
+    vector = bytes(range(16))
+    await store.save_recall(KEY, RecallItem(1, "before the session existed", vector, "m"))
+    assert await store.recall_items(KEY) == [], "a late write cannot revive a session that is gone"
+    await turn(store, KEY, 1)
+    await turn(store, OTHER, 1)
+    for seq in (1, 3, 5, 7):
+        await store.save_recall(KEY, RecallItem(seq, f"turn {seq} — café ☕", vector, "m"))
+    await store.save_recall(KEY, RecallItem(7, "turn 7 again", vector, "m"))  # one item per turn: replaced
+    items = await store.recall_items(KEY)
+    assert [(i.seq, i.text) for i in items] == [(3, "turn 3 — café ☕"), (5, "turn 5 — café ☕"), (7, "turn 7 again")]
+    assert all(i.vector == vector and i.model == "m" for i in items)
+    assert await store.recall_items(OTHER) == []
+    await store.delete(KEY)
+    assert await store.recall_items(KEY) == []
+
+
+async def test_the_audit_log_is_per_session_capped_indexed_and_erased(store_factory: StoreFactory) -> None:
+    from bot.privacy import erase_user, export_user
+
+    store = store_factory(limits=StoreLimits(max_audit=3))
+    # A tool may run in a session's very first turn, before anything is committed; the turn may then fail.
+    start = await store.begin_turn(KEY, event_id="e1", window=10)
+    assert start.lease is not None
+    await store.append_audit(KEY, audit_entry("e1"), platform="slack", user="U1")
+    await store.abort_turn(start.lease)
+    assert [e.event_id for e in await store.audit(KEY)] == ["e1"], "the log outlives an aborted first turn"
+    assert KEY.id in await store.sessions_of_user("slack", "U1"), "and an erasure can still find it"
+    exported = await export_user(store, "slack", "U1")
+    assert [d["session_id"] for d in exported] == [KEY.id] and exported[0]["audit"][0]["tool"] == "create_ticket"
+
+    await turn(store, KEY, 2)
+    for n in range(3, 6):
+        await store.append_audit(KEY, audit_entry(f"e{n}", "search_kb"), platform="slack", user="U1")
+    entries = await store.audit(KEY)
+    assert [e.event_id for e in entries] == ["e3", "e4", "e5"], "oldest first, capped"
+    assert entries[0] == audit_entry("e3", "search_kb", at=entries[0].time)
+    assert await store.audit(OTHER) == []
+
+    await store.append_audit(OTHER, audit_entry("x1"), platform="slack", user="U2")
+    assert await erase_user(store, "slack", "U1") == 1
+    assert await store.audit(KEY) == [] and await store.recall_items(KEY) == []
+    assert len(await store.audit(OTHER)) == 1, "nobody else's log is touched"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from bot.memory.base import (
+    AuditEntry,
     ClaimStatus,
     Entities,
     Entity,
     Lease,
+    RecallItem,
     SessionContext,
     SessionMeta,
     SessionRecord,
@@ -18,10 +20,12 @@ from bot.memory.base import (
 from bot.memory.codec import MessageCodec
 
 __all__ = [
+    "AuditEntry",
     "ClaimStatus",
     "Entities",
     "Entity",
     "Lease",
+    "RecallItem",
     "SessionContext",
     "SessionMeta",
     "SessionRecord",

@@ -21,7 +21,7 @@ class MessageCodec:
 
     def encode(self, message: StoredMessage) -> str:
         """The stored form of ``message``."""
-        return message.to_json()
+        return self.seal(message.to_json())
 
     def decode(self, raw: str | bytes) -> StoredMessage:
         """A message back from its stored form.
@@ -29,10 +29,22 @@ class MessageCodec:
         Raises:
             StoreUnavailable: the body is encrypted and no key (or not the right one) is configured.
         """
+        return StoredMessage.from_json(self.unseal(raw))
+
+    def seal(self, document: str) -> str:
+        """The stored form of a JSON ``document`` that carries what a user said (a message, a recalled turn)."""
+        return document
+
+    def unseal(self, raw: str | bytes) -> str:
+        """The JSON document back from :meth:`seal`'s output (or from a plain one, written before encryption).
+
+        Raises:
+            StoreUnavailable: the body is encrypted and no key (or not the right one) is configured.
+        """
         text = raw.decode() if isinstance(raw, bytes) else raw
         if text.startswith(ENCRYPTED_PREFIX):
             text = self._decrypt(text.removeprefix(ENCRYPTED_PREFIX))
-        return StoredMessage.from_json(text)
+        return text
 
     def _decrypt(self, token: str) -> str:
         raise StoreUnavailable("stored messages are encrypted; set SUPPORTBOT_ENCRYPTION_KEY to read them")
@@ -49,8 +61,8 @@ class EncryptedCodec(MessageCodec):
         except ValueError as exc:
             raise ValueError("SUPPORTBOT_ENCRYPTION_KEY must hold Fernet keys (32 url-safe base64 bytes each)") from exc
 
-    def encode(self, message: StoredMessage) -> str:
-        return ENCRYPTED_PREFIX + self._fernet.encrypt(message.to_json().encode()).decode()
+    def seal(self, document: str) -> str:
+        return ENCRYPTED_PREFIX + self._fernet.encrypt(document.encode()).decode()
 
     def _decrypt(self, token: str) -> str:
         try:

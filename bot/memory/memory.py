@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 
 from bot.errors import LeaseLost
 from bot.memory.base import (
+    AuditEntry,
     ClaimStatus,
     Entities,
     Entity,
     Lease,
+    RecallItem,
     SessionContext,
     SessionMeta,
     SessionRecord,
@@ -35,6 +37,8 @@ class _Session:
     total: int = 0
     summary_upto: int = 0
     entities: dict[str, Entity] = field(default_factory=dict)
+    recall: dict[int, RecallItem] = field(default_factory=dict)
+    audit: list[AuditEntry] = field(default_factory=list)
 
     def lease_holder(self, now: float) -> tuple[int, str, float] | None:
         if self.lease is not None and self.lease[2] <= now:
@@ -60,7 +64,9 @@ class MemoryStore:
 
     def _expired(self, session: _Session, now: float) -> bool:
         if session.meta is None:
-            # Never committed: it exists only while a lease is held on it.
+            # Never committed: it exists while a lease is held on it, or while a tool call it logged is fresh.
+            if session.audit and session.audit[-1].time + self.limits.idle_ttl > now:
+                return False
             return session.lease_holder(now) is None and not session.messages
         return session.meta.last_active + self.limits.idle_ttl <= now
 
@@ -110,7 +116,7 @@ class MemoryStore:
         if session is None or session.lease is None or session.lease[:2] != (lease.token, lease.event_id):
             return
         session.lease = None
-        if session.meta is None:
+        if session.meta is None and not session.audit:
             del self._sessions[lease.key.id]
 
     async def unsummarized(self, key: SessionKey, *, upto: int) -> SummaryWork:
@@ -138,6 +144,32 @@ class MemoryStore:
             if known is None or known.updated <= entity.updated:
                 session.entities[name] = entity
 
+    async def save_recall(self, key: SessionKey, item: RecallItem) -> None:
+        session = self._live(key, time.time())
+        if session is None or session.meta is None:
+            return
+        session.recall[item.seq] = item
+        for seq in sorted(session.recall)[: -self.limits.max_recall]:
+            del session.recall[seq]
+
+    async def recall_items(self, key: SessionKey) -> list[RecallItem]:
+        session = self._live(key, time.time())
+        if session is None:
+            return []
+        return [session.recall[seq] for seq in sorted(session.recall)]
+
+    async def append_audit(self, key: SessionKey, entry: AuditEntry, *, platform: str, user: str) -> None:
+        now = time.time()
+        session = self._live(key, now) or self._sessions.setdefault(key.id, _Session(key=key))
+        session.audit.append(entry)
+        del session.audit[: -self.limits.max_audit]
+        if user:
+            session.users.add(user)
+
+    async def audit(self, key: SessionKey) -> list[AuditEntry]:
+        session = self._live(key, time.time())
+        return [] if session is None else list(session.audit)
+
     async def get(self, key: SessionKey) -> SessionRecord | None:
         session = self._live(key, time.time())
         if session is None or session.meta is None:
@@ -164,7 +196,7 @@ class MemoryStore:
         return sorted(
             sid
             for sid, s in self._sessions.items()
-            if s.meta is not None and s.key.platform == platform and user in s.users
+            if (s.meta is not None or s.audit) and s.key.platform == platform and user in s.users
         )
 
     async def forget_user(self, platform: str, user: str) -> None:
@@ -172,7 +204,7 @@ class MemoryStore:
 
     async def delete(self, key: SessionKey) -> bool:
         session = self._sessions.pop(key.id, None)
-        return session is not None and session.meta is not None
+        return session is not None and (session.meta is not None or bool(session.audit))
 
     async def sweep(self) -> int:
         now = time.time()

@@ -14,6 +14,8 @@ key                    type         holds
 ``sb:{id}:lease``      string       ``<fencing token>:<event id>`` of the turn in progress
 ``sb:{id}:fence``      counter      the last fencing token handed out
 ``sb:{id}:entities``   hash         facts about the user's environment: name -> {"value", "updated"}
+``sb:{id}:recall``     sorted set   embedded turns for vector recall, scored by sequence number
+``sb:{id}:audit``      stream       the session's tool calls (the audit log), capped at ``max_audit``
 =====================  ===========  ===================================================
 
 ``seq`` counts the messages ever saved (the newest message's sequence number); the summary covers messages
@@ -23,9 +25,11 @@ key                    type         holds
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -34,10 +38,12 @@ from redis.exceptions import RedisError
 from bot.constants import REDIS_CLUSTER_NODE_CONNECTIONS, REDIS_MAX_CONNECTIONS, REDIS_POOL_WAIT_S
 from bot.errors import LeaseLost, StoreUnavailable
 from bot.memory.base import (
+    AuditEntry,
     ClaimStatus,
     Entities,
     Entity,
     Lease,
+    RecallItem,
     SessionContext,
     SessionMeta,
     SessionRecord,
@@ -53,9 +59,9 @@ T = TypeVar("T")
 
 CLUSTER_SCHEME = "redis+cluster://"
 
-_PARTS = ("msgs", "summary", "meta", "users", "seen", "lease", "fence", "entities")
+_PARTS = ("msgs", "summary", "meta", "users", "seen", "lease", "fence", "entities", "recall", "audit")
 
-# KEYS: msgs summary meta users seen lease fence entities
+# KEYS: msgs summary meta users seen lease fence entities recall audit
 # ARGV: event id, window, lease ttl (ms), idle ttl (ms)
 _BEGIN = """
 if redis.call('ZSCORE', KEYS[5], ARGV[1]) then return {'dup'} end
@@ -74,15 +80,15 @@ if window > 0 then msgs = redis.call('LRANGE', KEYS[1], -window, -1) end
 return {'ok', token, redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[3]), msgs, redis.call('HGETALL', KEYS[8])}
 """
 
-# KEYS: msgs summary meta users seen lease fence entities
+# KEYS: msgs summary meta users seen lease fence entities recall audit
 #       [+ the user's session index, on a single node only: it lives in another slot]
 # ARGV: lease value, event id, now (ms), idle ttl (ms), max messages, dedupe ttl (ms), platform, user,
 #       max unsummarized (0 = off), session id, messages...
 _COMMIT = """
 if redis.call('GET', KEYS[6]) ~= ARGV[1] then return 0 end
-if KEYS[9] then
-  redis.call('SADD', KEYS[9], ARGV[10])
-  redis.call('PEXPIRE', KEYS[9], ARGV[4])
+if KEYS[11] then
+  redis.call('SADD', KEYS[11], ARGV[10])
+  redis.call('PEXPIRE', KEYS[11], ARGV[4])
 end
 local total = redis.call('HINCRBY', KEYS[3], 'seq', #ARGV - 10)
 redis.call('RPUSH', KEYS[1], unpack(ARGV, 11))
@@ -99,7 +105,7 @@ if ARGV[8] ~= '' then redis.call('SADD', KEYS[4], ARGV[8]) end
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', tonumber(ARGV[3]) - tonumber(ARGV[6]))
 redis.call('DEL', KEYS[6])
-for _, i in ipairs({1, 2, 3, 4, 5, 7, 8}) do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+for _, i in ipairs({1, 2, 3, 4, 5, 7, 8, 9, 10}) do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
 return 1
 """
 
@@ -142,6 +148,33 @@ for i = 2, #ARGV, 3 do
   end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS: recall meta ; ARGV: sequence number, member, max items, idle ttl (ms). A late write to a session that is
+# gone (erased, expired) is dropped rather than reviving part of it.
+_SAVE_RECALL = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[3]) - 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+# KEYS: audit users [+ the user's session index, on a single node only]
+# ARGV: entry JSON, max entries, idle ttl (ms), user, session id
+_APPEND_AUDIT = """
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'entry', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('SADD', KEYS[2], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  if KEYS[3] then
+    redis.call('SADD', KEYS[3], ARGV[5])
+    redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  end
+end
 return 1
 """
 
@@ -198,6 +231,8 @@ class RedisStore:
         self._unsummarized = client.register_script(_UNSUMMARIZED)
         self._save_summary = client.register_script(_SAVE_SUMMARY)
         self._save_entities = client.register_script(_SAVE_ENTITIES)
+        self._save_recall = client.register_script(_SAVE_RECALL)
+        self._append_audit = client.register_script(_APPEND_AUDIT)
         self._closed = False
 
     @classmethod
@@ -323,6 +358,52 @@ class RedisStore:
             args += [name, entity.to_json(), entity.updated]
         keys = [key.store_key("entities"), key.store_key("meta")]
         await self._call("save_entities", lambda: self._save_entities(keys=keys, args=args))
+
+    async def save_recall(self, key: SessionKey, item: RecallItem) -> None:
+        member = json.dumps(
+            {
+                "seq": item.seq,
+                "model": item.model,
+                "vector": base64.b64encode(item.vector).decode(),
+                "text": self._codec.seal(json.dumps(item.text)),
+            },
+            separators=(",", ":"),
+        )
+        keys = [key.store_key("recall"), key.store_key("meta")]
+        args: list[str | int] = [item.seq, member, self.limits.max_recall, int(self.limits.idle_ttl * 1000)]
+        await self._call("save_recall", lambda: self._save_recall(keys=keys, args=args))
+
+    async def recall_items(self, key: SessionKey) -> list[RecallItem]:
+        recall = key.store_key("recall")
+        members = cast(list[str], await self._call("recall_items", lambda: self._client.zrange(recall, 0, -1)))
+        items = []
+        for member in members:
+            data = json.loads(member)
+            text = json.loads(self._codec.unseal(data["text"]))
+            items.append(RecallItem(int(data["seq"]), text, base64.b64decode(data["vector"]), str(data["model"])))
+        return items
+
+    async def append_audit(self, key: SessionKey, entry: AuditEntry, *, platform: str, user: str) -> None:
+        keys = [key.store_key("audit"), key.store_key("users")]
+        args: list[str | int] = [entry.to_json(), self.limits.max_audit, int(self.limits.idle_ttl * 1000), user, key.id]
+        index = user_index_key(platform, user) if user else None
+
+        async def append() -> Any:
+            # As in commit_turn: the user's index in the same script on one node, just before it on a cluster.
+            if index is None:
+                return await self._append_audit(keys=keys, args=args)
+            if not isinstance(self._client, RedisCluster):
+                return await self._append_audit(keys=[*keys, index], args=args)
+            await self._client.sadd(index, key.id)
+            await self._client.pexpire(index, int(self.limits.idle_ttl * 1000))
+            return await self._append_audit(keys=keys, args=args)
+
+        await self._call("append_audit", append)
+
+    async def audit(self, key: SessionKey) -> list[AuditEntry]:
+        audit = key.store_key("audit")
+        rows = cast(list[tuple[str, dict[str, str]]], await self._call("audit", lambda: self._client.xrange(audit)))
+        return [AuditEntry.from_json(fields["entry"]) for _, fields in rows]
 
     async def _read_session(self, key: SessionKey, *, messages: bool) -> list[Any]:
         """Metadata, users, (messages) and summary in one script call: consistent, and one slot on a cluster."""

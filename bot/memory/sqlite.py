@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -14,10 +15,12 @@ import aiosqlite
 
 from bot.errors import LeaseLost, StoreUnavailable
 from bot.memory.base import (
+    AuditEntry,
     ClaimStatus,
     Entities,
     Entity,
     Lease,
+    RecallItem,
     SessionContext,
     SessionMeta,
     SessionRecord,
@@ -65,6 +68,21 @@ CREATE TABLE IF NOT EXISTS entities (
     updated REAL NOT NULL,
     PRIMARY KEY (session_id, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS recall (
+    session_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_session ON audit (session_id, id);
 CREATE TABLE IF NOT EXISTS seen (
     session_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
@@ -73,7 +91,7 @@ CREATE TABLE IF NOT EXISTS seen (
 ) WITHOUT ROWID;
 """
 
-_CHILD_TABLES = ("messages", "session_users", "seen", "entities")
+_CHILD_TABLES = ("messages", "session_users", "seen", "entities", "recall", "audit")
 # Columns added after the first release, for databases created before them.
 _ADDED_COLUMNS = {
     "seq": "ALTER TABLE sessions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",
@@ -250,8 +268,12 @@ class SqliteStore:
                 "WHERE id = ? AND lease_token = ? AND lease_event = ?",
                 (lease.key.id, lease.token, lease.event_id),
             )
-            # A session that never completed a turn leaves no trace.
-            await db.execute("DELETE FROM sessions WHERE id = ? AND last_active IS NULL", (lease.key.id,))
+            # A session that never completed a turn leaves no trace, unless a tool call of it was logged.
+            await db.execute(
+                "DELETE FROM sessions WHERE id = ? AND last_active IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM audit WHERE session_id = sessions.id)",
+                (lease.key.id,),
+            )
 
     async def _entities(self, db: aiosqlite.Connection, session_id: str) -> dict[str, Entity]:
         cur = await db.execute("SELECT name, value, updated FROM entities WHERE session_id = ?", (session_id,))
@@ -267,6 +289,59 @@ class SqliteStore:
                 "WHERE excluded.updated >= entities.updated",
                 [(key.id, name, e.value, e.updated) for name, e in entities.items()],
             )
+
+    async def save_recall(self, key: SessionKey, item: RecallItem) -> None:
+        body = self._codec.seal(json.dumps(item.text))
+        async with self._tx() as db:
+            if await self._row(db, key.id, time.time()) is None:
+                return
+            await db.execute(
+                "INSERT OR REPLACE INTO recall (session_id, seq, model, vector, body) VALUES (?, ?, ?, ?, ?)",
+                (key.id, item.seq, item.model, item.vector, body),
+            )
+            await db.execute(
+                "DELETE FROM recall WHERE session_id = ? AND seq NOT IN "
+                "(SELECT seq FROM recall WHERE session_id = ? ORDER BY seq DESC LIMIT ?)",
+                (key.id, key.id, self.limits.max_recall),
+            )
+
+    async def recall_items(self, key: SessionKey) -> list[RecallItem]:
+        async with self._tx() as db:
+            if await self._row(db, key.id, time.time()) is None:
+                return []
+            cur = await db.execute(
+                "SELECT seq, model, vector, body FROM recall WHERE session_id = ? ORDER BY seq", (key.id,)
+            )
+            rows = await cur.fetchall()
+        return [RecallItem(r[0], json.loads(self._codec.unseal(r[3])), bytes(r[2]), r[1]) for r in rows]
+
+    async def append_audit(self, key: SessionKey, entry: AuditEntry, *, platform: str, user: str) -> None:
+        sid = key.id
+        async with self._tx() as db:
+            await self._row(db, sid, time.time())
+            await db.execute(
+                "INSERT INTO sessions (id, platform) VALUES (?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET platform = excluded.platform WHERE sessions.platform = ''",
+                (sid, platform),
+            )
+            if user:
+                await db.execute("INSERT OR IGNORE INTO session_users (session_id, user) VALUES (?, ?)", (sid, user))
+            await db.execute(
+                "INSERT INTO audit (session_id, at, body) VALUES (?, ?, ?)", (sid, entry.time, entry.to_json())
+            )
+            await db.execute(
+                "DELETE FROM audit WHERE session_id = ? AND id NOT IN "
+                "(SELECT id FROM audit WHERE session_id = ? ORDER BY id DESC LIMIT ?)",
+                (sid, sid, self.limits.max_audit),
+            )
+
+    async def audit(self, key: SessionKey) -> list[AuditEntry]:
+        async with self._tx() as db:
+            if await self._row(db, key.id, time.time()) is None:
+                return []
+            cur = await db.execute("SELECT body FROM audit WHERE session_id = ? ORDER BY id", (key.id,))
+            rows = await cur.fetchall()
+        return [AuditEntry.from_json(r[0]) for r in rows]
 
     async def unsummarized(self, key: SessionKey, *, upto: int) -> SummaryWork:
         sid = key.id
@@ -355,8 +430,9 @@ class SqliteStore:
         async with self._tx() as db:
             cur = await db.execute(
                 "SELECT id FROM sessions WHERE (last_active IS NOT NULL AND last_active <= ?) "
-                "OR (last_active IS NULL AND (lease_expires IS NULL OR lease_expires <= ?))",
-                (now - self.limits.idle_ttl, now),
+                "OR (last_active IS NULL AND (lease_expires IS NULL OR lease_expires <= ?) "
+                "AND COALESCE((SELECT MAX(at) FROM audit WHERE audit.session_id = sessions.id), 0) <= ?)",
+                (now - self.limits.idle_ttl, now, now - self.limits.idle_ttl),
             )
             expired = [r[0] for r in await cur.fetchall()]
             for sid in expired:
