@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from bot.config import Settings
 from bot.core import CoreOptions, SupportBot
+from bot.embeddings import build_embeddings
 from bot.entities import EntityExtractor, ModelEntityExtractor, RuleEntityExtractor
 from bot.errors import ConfigError
 from bot.kb import KnowledgeBase
 from bot.memory import SessionStore, StoreLimits, open_store
 from bot.memory.codec import EncryptedCodec
 from bot.model import build_chat_model
+from bot.recall import Recall
 from bot.strategies import BufferStrategy, MemoryStrategy, WindowStrategy
 from bot.summary import ExtractiveSummarizer, ModelSummarizer, Summarizer
 
@@ -31,6 +33,8 @@ def store_limits(settings: Settings) -> StoreLimits:
         lease_ttl=memory.lease_ttl,
         # Keep what the summary does not cover yet, within reason, should the summarizer be down for a while.
         max_unsummarized=memory.max_messages * UNSUMMARIZED_FACTOR if summary_enabled(settings) else 0,
+        max_recall=memory.recall_max_turns,
+        max_audit=settings.tools.audit_max_entries,
     )
 
 
@@ -76,12 +80,26 @@ def build_bot(settings: Settings, *, store: SessionStore | None = None) -> Suppo
     summarizer: Summarizer | None = None
     if summary_enabled(settings):
         summarizer = ModelSummarizer(chat_model.model) if settings.llm_configured else ExtractiveSummarizer()
+    store = store or build_store(settings)
+    resources = list(chat_model.resources)
+    recall: Recall | None = None
+    if settings.memory.recall:
+        embedding = build_embeddings(settings)
+        resources += embedding.resources
+        recall = Recall(
+            store=store,
+            embeddings=embedding.embeddings,
+            model_name=embedding.name,
+            k=settings.memory.recall_k,
+            min_score=settings.memory.recall_min_score,
+        )
     return SupportBot(
-        store=store or build_store(settings),
+        store=store,
         model=chat_model.model,
         options=options,
         strategy=build_strategy(settings),
-        resources=chat_model.resources,
+        resources=resources,
+        recall=recall,
         knowledge=kb,
         summarizer=summarizer,
         extractor=extractor,

@@ -22,6 +22,7 @@ from bot.messages import IncomingMessage, Reply, ReplyKind, StoredMessage, clean
 from bot.metrics import TurnMetrics
 from bot.model import AsyncClosable, translate_model_error
 from bot.ratelimit import RateLimiter
+from bot.recall import Recall, RecalledTurn
 from bot.session import Scope, SessionKey, session_key_for
 from bot.strategies import MemoryStrategy, Snippet, WindowStrategy, build_prompt
 from bot.summary import Summarizer
@@ -126,6 +127,7 @@ class SupportBot:
         knowledge: KnowledgeBase | None = None,
         summarizer: Summarizer | None = None,
         extractor: EntityExtractor | None = None,
+        recall: Recall | None = None,
     ) -> None:
         self.store = store
         self.model = model
@@ -139,7 +141,9 @@ class SupportBot:
             window=self.strategy.load_size,
             summarizer=summarizer,
             extractor=extractor,
+            recall=recall,
         )
+        self.recall = recall
         self._resources = tuple(resources)
         self._locks = _SessionLocks()
         self._turns: set[asyncio.Task[Reply | None]] = set()
@@ -288,7 +292,8 @@ class SupportBot:
         assert start.lease is not None and start.context is not None
         lease: Lease | None = start.lease
         try:
-            prompt = self._prompt(start.context, text)
+            recalled = await self._recalled(key, start.context, text)
+            prompt = self._prompt(start.context, text, recalled)
             with self.metrics.model_seconds.time():
                 answer, kind = await self._ask(prompt, key, sink)
             user = StoredMessage("user", text, msg.timestamp, user=msg.user, event_id=msg.event_id)
@@ -299,7 +304,7 @@ class SupportBot:
             if not saved:
                 self.metrics.duplicates.inc()
                 return None
-            self.upkeep.after_turn(key, start.context, saved=len(messages), text=text)
+            self.upkeep.after_turn(key, start.context, saved=len(messages), text=text, answer=answer or None)
         except StoreUnavailable as exc:
             self._count_error(exc)
             log.error("could not save the turn of session %s: %s", key.id, exc, extra={"session_id": key.id})
@@ -309,7 +314,23 @@ class SupportBot:
                 await self._abort_quietly(lease)
         return Reply(answer if kind is ReplyKind.ANSWER else MODEL_FAILED_REPLY, key.id, msg.event_id, kind)
 
-    def _prompt(self, context: SessionContext, text: str) -> list[BaseMessage]:
+    async def _recalled(self, key: SessionKey, context: SessionContext, text: str) -> list[RecalledTurn]:
+        """Earlier turns of this session, out of the window, similar to ``text``. Recall never fails a turn."""
+        first_in_window = context.total - len(context.messages) + 1
+        if self.recall is None or first_in_window <= 1:
+            return []
+        try:
+            with self.metrics.store_seconds.labels("recall").time():
+                return await self.recall.search(key, text, before=first_in_window)
+        except StoreUnavailable as exc:
+            self._count_error(exc)
+            log.warning("recall skipped for session %s: %s", key.id, exc, extra={"session_id": key.id})
+        except Exception as exc:  # the embedding model's own errors
+            self.metrics.errors.labels("embedding").inc()
+            log.warning("recall skipped for session %s: %s", key.id, type(exc).__name__, extra={"session_id": key.id})
+        return []
+
+    def _prompt(self, context: SessionContext, text: str, recalled: Sequence[RecalledTurn] = ()) -> list[BaseMessage]:
         snippets: list[Snippet] = []
         if self.knowledge is not None and self.options.kb_snippets:
             snippets = [
@@ -325,6 +346,7 @@ class SupportBot:
             text=text,
             strategy=self.strategy,
             snippets=snippets,
+            recalled=recalled,
             max_tokens=self.options.max_prompt_tokens,
         )
 

@@ -11,6 +11,7 @@ from langchain_core.messages.utils import count_tokens_approximately, trim_messa
 
 from bot.memory.base import SessionContext
 from bot.messages import StoredMessage
+from bot.recall import RecalledTurn
 
 SNIPPET_CHARS = 1_200  # of each knowledge-base passage offered to the model
 
@@ -101,6 +102,11 @@ def _knowledge_block(snippets: Sequence[Snippet]) -> str:
     return "Help articles that may be relevant (name the article when you use it):\n\n" + "\n\n".join(parts)
 
 
+def _recall_block(recalled: Sequence[RecalledTurn]) -> str:
+    turns = "\n\n".join(turn.text for turn in sorted(recalled, key=lambda t: t.seq))
+    return f"Earlier in this conversation (recalled because it may be relevant):\n\n{turns}"
+
+
 def build_prompt(
     *,
     system_prompt: str,
@@ -108,22 +114,26 @@ def build_prompt(
     text: str,
     strategy: MemoryStrategy,
     snippets: Sequence[Snippet] = (),
+    recalled: Sequence[RecalledTurn] = (),
     max_tokens: int | None = None,
 ) -> list[BaseMessage]:
-    """System prompt, summary, knowledge-base snippets, the strategy's window of this session, the new message.
+    """System prompt, summary, recalled turns, knowledge-base snippets, the window of this session, the new message.
 
     With ``max_tokens`` the prompt is cut to fit, least valuable first: the lowest-scoring snippets, then the
-    oldest messages of the window (down to the last exchange), then the summary, then the rest of the window.
-    The system prompt and the new message always stay.
+    least similar recalled turns, then the oldest messages of the window (down to the last exchange), then the
+    summary, then the rest of the window. The system prompt and the new message always stay.
     """
     window = strategy.select([to_langchain(m) for m in context.messages])
     summary = context.summary
     kb = sorted(snippets, key=lambda s: s.score, reverse=True)
+    earlier = sorted(recalled, key=lambda t: t.score, reverse=True)
 
     def render() -> list[BaseMessage]:
         prompt: list[BaseMessage] = [SystemMessage(content=system_prompt)]
         if summary:
             prompt.append(SystemMessage(content=f"Summary of the earlier conversation:\n{summary}"))
+        if earlier:
+            prompt.append(SystemMessage(content=_recall_block(earlier)))
         if kb:
             prompt.append(SystemMessage(content=_knowledge_block(kb)))
         prompt.extend(window)
@@ -134,6 +144,8 @@ def build_prompt(
     while max_tokens is not None and count_tokens_approximately(prompt) > max_tokens:
         if kb:
             kb.pop()
+        elif earlier:
+            earlier.pop()
         elif len(window) > 2:
             del window[0]
             while window and window[0].type != "human":

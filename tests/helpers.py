@@ -29,6 +29,8 @@ def settings_for(fake_base_url: str | None = None, **env: str) -> Settings:
         environment.update(OPENAI_API_KEY="sk-test-secret", OPENAI_BASE_URL=fake_base_url)
     environment.setdefault("SUPPORTBOT_LLM__MAX_RETRIES", "0")
     environment.setdefault("SUPPORTBOT_LLM__TIMEOUT", "5")
+    # Tests that inject model failures count chat requests; the embedding endpoint gets its own tests.
+    environment.setdefault("SUPPORTBOT_MEMORY__EMBEDDINGS", "hashing")
     return load_settings("/dev/null", env=environment)
 
 

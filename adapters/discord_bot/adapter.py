@@ -12,6 +12,9 @@ The bot's own messages, other bots', webhooks' and system messages are ignored. 
 an edited message is not answered again, and a deleted one stays in the session's memory until the session expires
 or is reset with ``/reset``.
 
+Escalations (``escalate_to_human``) go to ``discord.escalation_channel`` through the same posting path as replies,
+split at Discord's message limit and pinging nobody.
+
 discord.py reads its REST base and gateway URL from two class attributes, not from the client, so :meth:`start`
 points them at ``discord.api_url`` / ``discord.gateway_url`` and :meth:`aclose` restores them: run one Discord
 adapter per process.
@@ -25,6 +28,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
+import aiohttp
 import discord
 import yarl
 from discord import app_commands
@@ -34,10 +38,10 @@ from discord.http import Route
 from adapters.discord_bot.commands import add_commands, sync_commands
 from adapters.discord_bot.mapping import Place, incoming_message, place_of
 from adapters.discord_bot.replies import NO_PINGS, ReplyPoster, keep_typing, post
-from adapters.discord_bot.text import strip_mentions, thread_name
+from adapters.discord_bot.text import split_message, strip_mentions, thread_name
 from bot.config import Settings
 from bot.core import INTERNAL_ERROR_REPLY, SupportBot
-from bot.errors import ConfigError, InvalidMessage, ShuttingDown
+from bot.errors import ConfigError, EscalationFailed, InvalidMessage, ShuttingDown
 from bot.messages import IncomingMessage
 
 log = logging.getLogger("supportbot.discord")
@@ -110,6 +114,44 @@ class DiscordAdapter:
     def in_flight(self) -> int:
         """Messages being answered right now."""
         return len(self._tasks)
+
+    @property
+    def escalation_channel(self) -> str | None:
+        """The channel id escalations are posted to (``discord.escalation_channel``), or ``None``."""
+        channel = self._options.escalation_channel
+        return None if channel is None else str(channel)
+
+    async def post_escalation(self, text: str) -> str:
+        """Post a hand-over (markdown) to the escalation channel, in several messages when over 2,000 characters.
+
+        Returns:
+            The first message's jump URL.
+
+        Raises:
+            EscalationFailed: no channel is configured, the text is blank, the client is not connected, or Discord
+                refused the post (unknown channel, missing permissions, not a text channel) or could not be reached.
+        """
+        channel_id = self._options.escalation_channel
+        if channel_id is None:
+            raise EscalationFailed("escalation is not configured")
+        parts = split_message(text)
+        if not parts:
+            raise EscalationFailed("the escalation text is empty")
+        client = self._client
+        if client is None or not client.is_ready():
+            raise EscalationFailed("the Discord client is not ready")
+        try:
+            # The cache only knows what the gateway announced; an archived thread, say, has to be fetched.
+            channel = client.get_channel(channel_id) or await client.fetch_channel(channel_id)
+            if not isinstance(channel, discord.abc.Messageable):
+                raise EscalationFailed(f"Discord channel {channel_id} does not take messages")
+            sent = [await post(channel, part, reference=None) for part in parts]
+        except discord.HTTPException as exc:
+            reason = " ".join(str(exc).split())  # Discord's form errors span several lines
+            raise EscalationFailed(f"Discord refused the escalation post to {channel_id}: {reason}") from exc
+        except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
+            raise EscalationFailed(f"Discord could not be reached for the escalation: {type(exc).__name__}") from exc
+        return sent[0].jump_url
 
     async def start(self, bot: SupportBot) -> None:
         """Log in, publish the slash commands, connect to the gateway and return once Discord says ready.

@@ -12,6 +12,9 @@ What is answered:
 What is ignored: the bot's own messages, other bots, and message subtypes that are not new user text
 (edits, deletions, joins, topic changes…). An edited message is not answered again; a deleted one stays in
 memory until the session expires or is reset.
+
+Escalations (``escalate_to_human``) go to ``slack.escalation_channel`` as top-level messages, through the same
+posting path as replies.
 """
 
 from __future__ import annotations
@@ -24,13 +27,13 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
-from aiohttp import web
+from aiohttp import ClientError, web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
 from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
@@ -40,7 +43,7 @@ from adapters.slack.translate import command_of, is_user_text, to_incoming, work
 from bot.adapter import HttpRoute
 from bot.config import Settings
 from bot.core import SupportBot
-from bot.errors import InvalidMessage, ShuttingDown
+from bot.errors import EscalationFailed, InvalidMessage, ShuttingDown
 from bot.export import recap, session_json
 from bot.messages import IncomingMessage
 
@@ -65,6 +68,8 @@ THREAD_MISS_TTL_S = 30.0  # how long "the bot is not in this thread" is believed
 CLOSE_GRACE_S = 10.0  # how long aclose waits for replies still being posted
 
 Listener = Callable[..., Awaitable[None]]
+# What a Web API call raises when Slack answers with an error or cannot be reached (refused, reset, timed out).
+_CALL_FAILED = (SlackClientError, ClientError, TimeoutError)
 
 
 class SlackAdapter:
@@ -109,6 +114,49 @@ class SlackAdapter:
         if not transports:
             return False, "slack: off — SLACK_BOT_TOKEN is set; add SLACK_SIGNING_SECRET or SLACK_APP_TOKEN"
         return True, f"slack: on ({', '.join(transports)})"
+
+    @property
+    def escalation_channel(self) -> str | None:
+        """The channel id escalations are posted to (``slack.escalation_channel``), or ``None``."""
+        return self._settings.slack.escalation_channel
+
+    async def post_escalation(self, text: str) -> str:
+        """Post a hand-over (markdown) to the escalation channel, split like replies when long.
+
+        Nobody is pinged: the mrkdwn conversion escapes ``<`` and ``>``, so ``<!channel>``, ``<!here>`` or ``<@U…>``
+        in the text show as text, and a bare ``@here`` only notifies with ``link_names``, which is never sent.
+
+        Returns:
+            The first message's permalink, or ``channel/ts`` when Slack gives no permalink.
+
+        Raises:
+            EscalationFailed: no channel is configured, the text is blank, or Slack refused the post or could not be
+                reached.
+        """
+        channel = self.escalation_channel
+        if channel is None:
+            raise EscalationFailed("escalation is not configured")
+        if not text.strip():
+            raise EscalationFailed("the escalation text is empty")
+        try:
+            posted = await self._replier.post(channel=channel, thread_ts=None, text=text)
+        except SlackApiError as exc:
+            raise EscalationFailed(f"Slack refused the escalation post to {channel}: {slack_error(exc)}") from exc
+        except _CALL_FAILED as exc:
+            raise EscalationFailed(f"Slack could not be reached for the escalation: {type(exc).__name__}") from exc
+        return await self._permalink(channel, posted[0])
+
+    async def _permalink(self, channel: str, ts: str) -> str:
+        fallback = f"{channel}/{ts}"
+        try:
+            response = await self.client.chat_getPermalink(channel=channel, message_ts=ts)
+        except _CALL_FAILED as exc:
+            # The escalation is posted: failing now would have the caller post it again.
+            reason = slack_error(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
+            log.warning("no permalink for escalation %s: %s", fallback, reason)
+            return fallback
+        permalink = response.get("permalink")
+        return permalink if isinstance(permalink, str) and permalink else fallback
 
     def http_routes(self) -> Sequence[HttpRoute]:
         """``POST /slack/events`` when the Events API is configured."""

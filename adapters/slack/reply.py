@@ -41,12 +41,15 @@ class Replier:
         self._client = client
         self._stream = stream
 
-    async def post(self, *, channel: str, thread_ts: str | None, text: str) -> None:
-        """Post ``text`` (markdown) into the thread, split when over Slack's limits."""
+    async def post(self, *, channel: str, thread_ts: str | None, text: str) -> list[str]:
+        """Post ``text`` (markdown) into the thread, split when over Slack's limits; returns the parts' ``ts``."""
+        posted: list[str] = []
         for part in split_message(text):
-            await self._client.chat_postMessage(
+            response = await self._client.chat_postMessage(
                 channel=channel, thread_ts=thread_ts, text=to_mrkdwn(part), unfurl_links=False
             )
+            posted.append(str(response["ts"]))
+        return posted
 
     async def post_ephemeral(self, *, channel: str, user: str, thread_ts: str | None, text: str) -> None:
         """Post ``text`` that only ``user`` sees."""

@@ -1,8 +1,9 @@
-"""A local fake of the OpenAI chat completions API, served over real HTTP for tests.
+"""A local fake of the OpenAI chat completions and embeddings APIs, served over real HTTP for tests.
 
 The fake speaks enough of the OpenAI wire protocol for the real ``openai`` SDK (and therefore
-``langchain_openai.ChatOpenAI``) to talk to it: non-streaming and SSE-streaming chat completions,
-the model list, OpenAI-style error bodies, and a queue of injectable failures.
+``langchain_openai.ChatOpenAI`` and ``OpenAIEmbeddings``) to talk to it: non-streaming and
+SSE-streaming chat completions with text or tool calls, embeddings, the model list, OpenAI-style
+error bodies, and a queue of injectable failures.
 
 Example:
     ```python
@@ -11,13 +12,27 @@ Example:
         assert (await llm.ainvoke("hello")).content == "hi"
         assert fake.requests[0].prompt_text() == "hello"
     ```
+
+    A responder that calls a tool first, then answers once the tool result is back:
+
+    ```python
+    def responder(messages):
+        if not last_tool_results(messages):
+            return ToolCallReply([("create_ticket", {"title": "Printer offline"})])
+        return "Filed it"
+    ```
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
+import math
+import re
+import struct
 import time
 import uuid
 from collections import deque
@@ -29,12 +44,36 @@ from aiohttp import web
 
 from tests.fakes.loopback import LoopbackFake, serve_on_loopback
 
-Responder = Callable[[list[dict[str, Any]]], str]
 FailureKind = Literal["429", "500", "401", "hang", "break_stream", "bad_json"]
+Endpoint = Literal["chat", "embeddings"]
+
+EmbeddingInput = str | list[int]
 
 FAKE_MODEL_ID = "gpt-test"
 _FAILURE_KINDS: frozenset[str] = frozenset(get_args(FailureKind))
+_ENDPOINTS: tuple[Endpoint, ...] = get_args(Endpoint)
 _SHUTDOWN_TIMEOUT = 2.0
+_WORD = re.compile(r"\w+")
+
+
+@dataclass
+class ToolCallReply:
+    """A responder's answer that calls tools instead of (or besides) replying with text.
+
+    Attributes:
+        calls: ``(tool name, arguments)`` pairs, answered as ``tool_calls`` in this order.
+        content: Assistant text sent along with the calls; ``""`` sends ``content: null``.
+    """
+
+    calls: list[tuple[str, dict[str, Any]]]
+    content: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.calls:
+            raise ValueError("ToolCallReply needs at least one call; return a str to reply with text only")
+
+
+Responder = Callable[[list[dict[str, Any]]], "str | ToolCallReply"]
 
 
 def content_text(content: Any) -> str:
@@ -72,6 +111,58 @@ def echo_responder(messages: list[dict[str, Any]]) -> str:
         if message.get("role") == "user":
             return f"echo: {content_text(message.get('content'))}"
     return "echo: "
+
+
+def last_tool_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Returns the tool results answering the latest assistant message.
+
+    Args:
+        messages: The request's ``messages`` list.
+
+    Returns:
+        The ``role: "tool"`` messages after the last assistant message, in order; empty when the
+        model has not called a tool since it last spoke (or never spoke).
+    """
+    results: list[dict[str, Any]] = []
+    for message in reversed(messages):
+        role = message.get("role")
+        if role == "assistant":
+            break
+        if role == "tool":
+            results.append(message)
+    results.reverse()
+    return results
+
+
+def fake_embedding(text: str, dims: int) -> list[float]:
+    """Computes the fake's deterministic embedding of ``text``.
+
+    Each lower-cased word (regex ``\\w+``) adds ``+1`` or ``-1`` to one of ``dims`` buckets, both
+    picked by a BLAKE2b hash of the word, and the result is L2-normalised. Texts sharing words thus
+    tend to have positive cosine similarity, and equal texts get equal vectors in every process.
+
+    Args:
+        text: The text to embed. Text without any word characters is hashed as a single word.
+        dims: The vector length.
+
+    Returns:
+        A unit-length vector of ``dims`` floats.
+
+    Raises:
+        ValueError: If ``dims`` is below 1.
+    """
+    if dims < 1:
+        raise ValueError("dims must be at least 1")
+    vector = [0.0] * dims
+    for word in _WORD.findall(text.lower()) or [text]:
+        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+        bucket = int.from_bytes(digest[:4], "little") % dims
+        vector[bucket] += 1.0 if digest[4] & 1 else -1.0
+    norm = math.sqrt(sum(x * x for x in vector))
+    if norm == 0:
+        # Words cancelled out exactly; any fixed unit vector keeps the "unit length" promise.
+        vector[0] = norm = 1.0
+    return [x / norm for x in vector]
 
 
 def estimate_tokens(text: str) -> int:
@@ -117,6 +208,20 @@ class RecordedRequest:
         model = self.body.get("model")
         return model if isinstance(model, str) else ""
 
+    @property
+    def tools(self) -> list[str]:
+        """The names of the tools offered in the request's ``tools`` list, in order."""
+        tools = self.body.get("tools")
+        if not isinstance(tools, list):
+            return []
+        functions = (tool.get("function") for tool in tools if isinstance(tool, dict))
+        return [f["name"] for f in functions if isinstance(f, dict) and isinstance(f.get("name"), str)]
+
+    @property
+    def tool_choice(self) -> Any:
+        """The request's ``tool_choice`` as sent (``"auto"``, ``"required"``, a dict...), or ``None``."""
+        return self.body.get("tool_choice")
+
     def prompt_text(self) -> str:
         """Joins the text of all messages with ``"\\n"``.
 
@@ -136,11 +241,33 @@ class _Failure:
 
 
 @dataclass
+class _ToolCall:
+    name: str
+    arguments: str
+    call_id: str = field(default_factory=lambda: f"call_{uuid.uuid4().hex[:24]}")
+
+    def wire(self) -> dict[str, Any]:
+        return {"id": self.call_id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+@dataclass
 class _Completion:
     request: RecordedRequest
     text: str
+    tool_calls: list[_ToolCall] = field(default_factory=list)
     completion_id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex[:24]}")
     created: int = field(default_factory=lambda: int(time.time()))
+
+    @classmethod
+    def answering(cls, request: RecordedRequest, reply: str | ToolCallReply) -> _Completion:
+        if isinstance(reply, str):
+            return cls(request, reply)
+        calls = [_ToolCall(name, json.dumps(arguments)) for name, arguments in reply.calls]
+        return cls(request, reply.content, calls)
+
+    @property
+    def finish_reason(self) -> str:
+        return "tool_calls" if self.tool_calls else "stop"
 
 
 def _json_response(payload: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -162,9 +289,13 @@ def _error_response(
     return _json_response(payload, status=status, headers=headers)
 
 
+def _invalid_request(message: str) -> web.Response:
+    return _error_response(400, message, error_type="invalid_request_error", code=None)
+
+
 def _usage(completion: _Completion) -> dict[str, int]:
     prompt_tokens = estimate_tokens(completion.request.prompt_text())
-    completion_tokens = estimate_tokens(completion.text)
+    completion_tokens = estimate_tokens(completion.text + "".join(c.name + c.arguments for c in completion.tool_calls))
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
@@ -173,6 +304,10 @@ def _usage(completion: _Completion) -> dict[str, int]:
 
 
 def _completion_body(completion: _Completion) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": completion.text, "refusal": None}
+    if completion.tool_calls:
+        message["content"] = completion.text or None
+        message["tool_calls"] = [call.wire() for call in completion.tool_calls]
     return {
         "id": completion.completion_id,
         "object": "chat.completion",
@@ -182,9 +317,9 @@ def _completion_body(completion: _Completion) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": completion.text, "refusal": None},
+                "message": message,
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": completion.finish_reason,
             }
         ],
         "usage": _usage(completion),
@@ -216,19 +351,111 @@ def _wants_usage(request: RecordedRequest) -> bool:
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[start : start + size] for start in range(0, len(text), size)]
+
+
+def _deltas(completion: _Completion, chunk_size: int) -> list[dict[str, Any]]:
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+    deltas.extend({"content": piece} for piece in _pieces(completion.text, chunk_size))
+    for index, call in enumerate(completion.tool_calls):
+        head = {"index": index, **call.wire()}
+        head["function"] = {"name": call.name, "arguments": ""}
+        deltas.append({"tool_calls": [head]})
+        deltas.extend(
+            {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+            for piece in _pieces(call.arguments, chunk_size)
+        )
+    if completion.tool_calls and not completion.text:
+        # Like OpenAI: without text, the role arrives in the first tool-call delta, with null content.
+        deltas[:2] = [{"role": "assistant", "content": None, **deltas[1]}]
+    return deltas
+
+
 def _sse_events(completion: _Completion, chunk_size: int) -> list[bytes]:
     include_usage = _wants_usage(completion.request)
     extra: dict[str, Any] = {"usage": None} if include_usage else {}
-    events = [_sse_event(_chunk_body(completion, [_delta_choice({"role": "assistant", "content": ""})], **extra))]
-    text = completion.text
-    for start in range(0, len(text), chunk_size):
-        piece = text[start : start + chunk_size]
-        events.append(_sse_event(_chunk_body(completion, [_delta_choice({"content": piece})], **extra)))
-    events.append(_sse_event(_chunk_body(completion, [_delta_choice({}, "stop")], **extra)))
+    events = [
+        _sse_event(_chunk_body(completion, [_delta_choice(delta)], **extra))
+        for delta in _deltas(completion, chunk_size)
+    ]
+    events.append(_sse_event(_chunk_body(completion, [_delta_choice({}, completion.finish_reason)], **extra)))
     if include_usage:
         events.append(_sse_event(_chunk_body(completion, [], usage=_usage(completion))))
     events.append(b"data: [DONE]\n\n")
     return events
+
+
+class _InvalidRequest(Exception):
+    """A request the real API would reject with a 400; the message becomes the error message."""
+
+
+def _is_token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _embedding_inputs(raw: Any) -> list[EmbeddingInput]:
+    if isinstance(raw, str) and raw:
+        return [raw]
+    if isinstance(raw, list) and raw:
+        if all(isinstance(item, str) and item for item in raw):
+            return list(raw)
+        if all(_is_token_id(item) for item in raw):
+            return [list(raw)]
+        if all(isinstance(item, list) and item and all(_is_token_id(t) for t in item) for item in raw):
+            return [list(item) for item in raw]
+    raise _InvalidRequest(
+        "'input' must be a non-empty string, a list of non-empty strings, a list of token ids"
+        " or a list of lists of token ids."
+    )
+
+
+def _embedding_dims(body: dict[str, Any], default: int) -> int:
+    dims = body.get("dimensions", default)
+    if not isinstance(dims, int) or isinstance(dims, bool) or dims < 1:
+        raise _InvalidRequest("'dimensions' must be a positive integer.")
+    return dims
+
+
+def _encoding_format(body: dict[str, Any]) -> str:
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        raise _InvalidRequest("'encoding_format' must be 'float' or 'base64'.")
+    return str(encoding)
+
+
+def _embed(item: EmbeddingInput, dims: int) -> list[float]:
+    # Token ids have no text; their decimal forms stand in as words so equal ids give equal vectors.
+    return fake_embedding(item if isinstance(item, str) else " ".join(map(str, item)), dims)
+
+
+def _encode_embedding(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "float":
+        return vector
+    # What the API sends for "base64": packed little-endian float32, which the SDK decodes itself.
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def _embeddings_body(inputs: list[EmbeddingInput], *, model: Any, dims: int, encoding: str) -> dict[str, Any]:
+    data = [
+        {"object": "embedding", "index": index, "embedding": _encode_embedding(_embed(item, dims), encoding)}
+        for index, item in enumerate(inputs)
+    ]
+    tokens = sum(estimate_tokens(item) if isinstance(item, str) else len(item) for item in inputs)
+    return {
+        "object": "list",
+        "data": data,
+        "model": model if isinstance(model, str) else "",
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+async def _json_object(request: web.Request) -> dict[str, Any] | None:
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def _abort_connection(request: web.Request) -> None:
@@ -242,38 +469,58 @@ class FakeOpenAI(LoopbackFake):
 
     Routes:
         ``POST /v1/chat/completions``: a ``chat.completion`` object, or an SSE stream of
-        ``chat.completion.chunk`` objects when the body has ``"stream": true``.
+        ``chat.completion.chunk`` objects when the body has ``"stream": true``; the reply is text or,
+        when the responder returns a :class:`ToolCallReply`, tool calls.
+        ``POST /v1/embeddings``: a list of :func:`fake_embedding` vectors, as floats or base64.
         ``GET /v1/models``: a list holding one model.
         Anything else: a 404 OpenAI-style error.
 
     Attributes:
         requests: Every ``POST /v1/chat/completions`` request with a JSON object body, in arrival
             order, including those answered with an injected failure.
+        embedding_requests: The inputs of every valid ``POST /v1/embeddings`` request, in arrival
+            order, including those answered with an injected failure; each entry lists the
+            request's inputs as strings or token-id lists (a lone string or token list becomes a
+            one-item list).
         delay: Seconds to sleep before answering each chat completion request; settable at runtime.
-        chunk_size: Characters of reply text per streamed content chunk.
+        chunk_size: Characters of reply text, and of tool-call arguments, per streamed chunk.
+        embedding_dims: Length of embedding vectors when a request does not ask for ``dimensions``.
     """
 
-    def __init__(self, *, responder: Responder | None = None, delay: float = 0.0, chunk_size: int = 8) -> None:
+    def __init__(
+        self,
+        *,
+        responder: Responder | None = None,
+        delay: float = 0.0,
+        chunk_size: int = 8,
+        embedding_dims: int = 64,
+    ) -> None:
         """Configures the fake without starting it.
 
         Args:
-            responder: Maps a request's ``messages`` to the reply text. Defaults to
-                :func:`echo_responder` (``"echo: <last user message>"``).
+            responder: Maps a request's ``messages`` to the reply text, or to a
+                :class:`ToolCallReply` to call tools. Defaults to :func:`echo_responder`
+                (``"echo: <last user message>"``).
             delay: Seconds to sleep before answering each chat completion request.
-            chunk_size: Characters of reply text per streamed content chunk.
+            chunk_size: Characters of reply text, and of tool-call arguments, per streamed chunk.
+            embedding_dims: Length of embedding vectors when a request does not ask for ``dimensions``.
 
         Raises:
-            ValueError: If ``chunk_size`` is not positive or ``delay`` is negative.
+            ValueError: If ``chunk_size`` or ``embedding_dims`` is not positive or ``delay`` is negative.
         """
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
+        if embedding_dims < 1:
+            raise ValueError("embedding_dims must be at least 1")
         if delay < 0:
             raise ValueError("delay must not be negative")
         self.responder: Responder = responder or echo_responder
         self.delay = delay
         self.chunk_size = chunk_size
+        self.embedding_dims = embedding_dims
         self.requests: list[RecordedRequest] = []
-        self._failures: deque[_Failure] = deque()
+        self.embedding_requests: list[list[EmbeddingInput]] = []
+        self._failures: dict[Endpoint, deque[_Failure]] = {endpoint: deque() for endpoint in _ENDPOINTS}
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
@@ -303,6 +550,7 @@ class FakeOpenAI(LoopbackFake):
         self._closing = asyncio.Event()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle_chat_completions)
+        app.router.add_post("/v1/embeddings", self._handle_embeddings)
         app.router.add_get("/v1/models", self._handle_models)
         app.router.add_route("*", "/{tail:.*}", self._handle_not_found)
         runner, host, port = await serve_on_loopback(app, shutdown_timeout=_SHUTDOWN_TIMEOUT)
@@ -320,10 +568,14 @@ class FakeOpenAI(LoopbackFake):
         if runner is not None:
             await runner.cleanup()
 
-    def fail_next(self, kind: FailureKind, *, times: int = 1, retry_after: float = 1.0) -> None:
-        """Queues a failure for the next ``times`` chat completion requests.
+    def fail_next(
+        self, kind: FailureKind, *, times: int = 1, retry_after: float = 1.0, endpoint: Endpoint = "chat"
+    ) -> None:
+        """Queues a failure for the next ``times`` requests to ``endpoint``.
 
-        Queued failures are consumed in order, one per request, before any normal answer.
+        Each endpoint has its own queue, so a bot that embeds every turn does not swallow a failure
+        meant for its chat completion. Queued failures are consumed in order, one per request,
+        before any normal answer.
 
         Args:
             kind: ``"429"``: rate limit with a ``Retry-After`` header; ``"500"``: server error;
@@ -333,43 +585,61 @@ class FakeOpenAI(LoopbackFake):
                 with a body that is not JSON.
             times: How many consecutive requests fail this way.
             retry_after: Seconds advertised in the ``Retry-After`` header of ``"429"`` responses.
+            endpoint: ``"chat"`` for ``POST /v1/chat/completions``, ``"embeddings"`` for
+                ``POST /v1/embeddings``.
 
         Raises:
-            ValueError: If ``kind`` is unknown, ``times`` is below 1 or ``retry_after`` is negative.
+            ValueError: If ``kind`` or ``endpoint`` is unknown, ``times`` is below 1 or
+                ``retry_after`` is negative.
         """
         if kind not in _FAILURE_KINDS:
             raise ValueError(f"unknown failure kind {kind!r}; expected one of {sorted(_FAILURE_KINDS)}")
+        if endpoint not in _ENDPOINTS:
+            raise ValueError(f"unknown endpoint {endpoint!r}; expected one of {list(_ENDPOINTS)}")
         if times < 1:
             raise ValueError("times must be at least 1")
         if retry_after < 0:
             raise ValueError("retry_after must not be negative")
-        self._failures.extend(_Failure(kind, retry_after) for _ in range(times))
+        self._failures[endpoint].extend(_Failure(kind, retry_after) for _ in range(times))
 
-    def pending_failures(self) -> int:
-        """Returns how many queued failures have not been consumed yet."""
-        return len(self._failures)
+    def pending_failures(self, endpoint: Endpoint = "chat") -> int:
+        """Returns how many failures queued for ``endpoint`` have not been consumed yet."""
+        return len(self._failures[endpoint])
 
     async def _handle_chat_completions(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            return _error_response(
-                400, "The request body must be a JSON object.", error_type="invalid_request_error", code=None
-            )
+        body = await _json_object(request)
+        if body is None:
+            return _invalid_request("The request body must be a JSON object.")
         recorded = RecordedRequest(body=body, headers={k.lower(): v for k, v in request.headers.items()})
         self.requests.append(recorded)
-        failure = self._failures.popleft() if self._failures else None
+        failure = self._next_failure("chat")
         await self._sleep(self.delay)
         if failure is not None:
-            return await self._fail(request, recorded, failure)
-        completion = _Completion(recorded, self.responder(recorded.messages))
+            return await self._fail(request, failure, recorded)
+        completion = _Completion.answering(recorded, self.responder(recorded.messages))
         if recorded.stream:
             return await self._stream(request, completion)
         return _json_response(_completion_body(completion))
 
-    async def _fail(self, request: web.Request, recorded: RecordedRequest, failure: _Failure) -> web.StreamResponse:
+    async def _handle_embeddings(self, request: web.Request) -> web.StreamResponse:
+        body = await _json_object(request)
+        if body is None:
+            return _invalid_request("The request body must be a JSON object.")
+        try:
+            inputs = _embedding_inputs(body.get("input"))
+            dims = _embedding_dims(body, self.embedding_dims)
+            encoding = _encoding_format(body)
+        except _InvalidRequest as error:
+            return _invalid_request(str(error))
+        self.embedding_requests.append(inputs)
+        failure = self._next_failure("embeddings")
+        if failure is not None:
+            return await self._fail(request, failure)
+        return _json_response(_embeddings_body(inputs, model=body.get("model"), dims=dims, encoding=encoding))
+
+    async def _fail(
+        self, request: web.Request, failure: _Failure, recorded: RecordedRequest | None = None
+    ) -> web.StreamResponse:
         if failure.kind == "429":
             return _error_response(
                 429,
@@ -396,8 +666,8 @@ class FakeOpenAI(LoopbackFake):
             )
         if failure.kind == "bad_json":
             return web.Response(body=b"<html>this is not JSON", headers={"Content-Type": "application/json"})
-        if recorded.stream:
-            completion = _Completion(recorded, self.responder(recorded.messages))
+        if recorded is not None and recorded.stream:
+            completion = _Completion.answering(recorded, self.responder(recorded.messages))
             return await self._stream(request, completion, break_after=2)
         _abort_connection(request)
         return web.Response(status=204)
@@ -428,6 +698,10 @@ class FakeOpenAI(LoopbackFake):
             error_type="invalid_request_error",
             code="unknown_url",
         )
+
+    def _next_failure(self, endpoint: Endpoint) -> _Failure | None:
+        queue = self._failures[endpoint]
+        return queue.popleft() if queue else None
 
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0:
