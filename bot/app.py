@@ -10,10 +10,12 @@ from bot.errors import ConfigError
 from bot.kb import KnowledgeBase
 from bot.memory import SessionStore, StoreLimits, open_store
 from bot.memory.codec import EncryptedCodec
+from bot.metrics import TurnMetrics
 from bot.model import build_chat_model
 from bot.recall import Recall
 from bot.strategies import BufferStrategy, MemoryStrategy, WindowStrategy
 from bot.summary import ExtractiveSummarizer, ModelSummarizer, Summarizer
+from bot.tools import TicketWebhook, Toolbox
 
 UNSUMMARIZED_FACTOR = 5  # with a summary, up to 5 x max_messages wait for a fold before being trimmed
 
@@ -58,6 +60,34 @@ def build_strategy(settings: Settings) -> MemoryStrategy:
     return WindowStrategy(k=memory.window_messages, max_tokens=memory.window_tokens)
 
 
+def build_toolbox(
+    settings: Settings, *, store: SessionStore, knowledge: KnowledgeBase, metrics: TurnMetrics
+) -> Toolbox | None:
+    """The tools the configuration turns on; ``None`` when none is, or when no model that calls tools is set up."""
+    tools = settings.tools
+    if not settings.llm_configured:
+        return None
+    tickets = None
+    url = settings.secrets.ticket_webhook_url
+    if tools.create_ticket and url is not None:
+        token = settings.secrets.ticket_webhook_token
+        tickets = TicketWebhook(
+            url.get_secret_value(),
+            token=token.get_secret_value() if token is not None else None,
+            timeout=tools.ticket_timeout,
+            retries=tools.ticket_retries,
+        )
+    toolbox = Toolbox(
+        store=store,
+        knowledge=knowledge,
+        search_kb=tools.search_kb,
+        tickets=tickets,
+        escalate=tools.escalate_to_human,
+        metrics=metrics,
+    )
+    return toolbox if toolbox.tools else None
+
+
 def build_bot(settings: Settings, *, store: SessionStore | None = None) -> SupportBot:
     """A bot on the configured store, model and strategy."""
     kb = KnowledgeBase.from_directory(settings.kb.path)
@@ -69,6 +99,7 @@ def build_bot(settings: Settings, *, store: SessionStore | None = None) -> Suppo
         answer_without_memory=settings.memory.when_unavailable == "answer",
         rate_limit_messages=settings.rate_limit.messages,
         rate_limit_period=settings.rate_limit.period,
+        tool_rounds=settings.tools.max_rounds,
         max_prompt_tokens=settings.llm.max_prompt_tokens,
         # The offline responder reads the knowledge base itself; a model gets the best passages in its prompt.
         kb_snippets=settings.kb.top_k if settings.llm_configured and settings.kb.in_prompt else 0,
@@ -93,8 +124,11 @@ def build_bot(settings: Settings, *, store: SessionStore | None = None) -> Suppo
             k=settings.memory.recall_k,
             min_score=settings.memory.recall_min_score,
         )
+    metrics = TurnMetrics()
     return SupportBot(
         store=store,
+        metrics=metrics,
+        toolbox=build_toolbox(settings, store=store, knowledge=kb, metrics=metrics),
         model=chat_model.model,
         options=options,
         strategy=build_strategy(settings),

@@ -10,8 +10,10 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.runnables import Runnable
 
 from bot.constants import LEASE_RETRY_MAX_S, LEASE_RETRY_MIN_S, LEASE_WAIT_S, MAX_MESSAGE_CHARS
 from bot.entities import EntityExtractor, entities_block
@@ -26,6 +28,7 @@ from bot.recall import Recall, RecalledTurn
 from bot.session import Scope, SessionKey, session_key_for
 from bot.strategies import MemoryStrategy, Snippet, WindowStrategy, build_prompt
 from bot.summary import Summarizer
+from bot.tools import Toolbox, TurnFacts
 from bot.upkeep import Upkeep
 
 log = logging.getLogger("supportbot.core")
@@ -51,6 +54,7 @@ STATELESS_NOTE = (
 STREAM_BROKEN_NOTE = "\n\n_(The answer was cut off because the model stopped responding. Please ask again.)_"
 
 Sink = Callable[[str], Awaitable[None]]
+ToolModel = Runnable[LanguageModelInput, AIMessage]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,7 @@ class CoreOptions:
     rate_limit_period: float = 60.0
     max_prompt_tokens: int | None = None  # the prompt is cut to fit, least valuable parts first
     kb_snippets: int = 0  # knowledge-base passages offered to the model per turn
+    tool_rounds: int = 3  # rounds of tool calls per turn before the model must answer
 
 
 class _SessionLocks:
@@ -128,6 +133,7 @@ class SupportBot:
         summarizer: Summarizer | None = None,
         extractor: EntityExtractor | None = None,
         recall: Recall | None = None,
+        toolbox: Toolbox | None = None,
     ) -> None:
         self.store = store
         self.model = model
@@ -144,12 +150,28 @@ class SupportBot:
             recall=recall,
         )
         self.recall = recall
-        self._resources = tuple(resources)
+        self.toolbox = toolbox
+        self._with_tools, self._answer_now = self._bind_tools(model, toolbox)
+        self._resources = tuple(resources) + ((toolbox,) if toolbox is not None else ())
         self._locks = _SessionLocks()
         self._turns: set[asyncio.Task[Reply | None]] = set()
         self._closing = False
         self._turn_counter = 0
         self._rate_limiter = RateLimiter(messages=options.rate_limit_messages, period=options.rate_limit_period)
+
+    @staticmethod
+    def _bind_tools(model: BaseChatModel, toolbox: Toolbox | None) -> tuple[ToolModel | None, ToolModel | None]:
+        """The model with the tools offered, and with them shown but not callable (for the last round).
+
+        A model without tool calling (the offline responder) gets none, and turns run exactly as before.
+        """
+        if toolbox is None or not toolbox.tools:
+            return None, None
+        try:
+            return model.bind_tools(toolbox.tools), model.bind_tools(toolbox.tools, tool_choice="none")
+        except NotImplementedError:
+            log.info("the model cannot call tools; tools are off")
+            return None, None
 
     def session_key(self, msg: IncomingMessage) -> SessionKey:
         """The session ``msg`` belongs to under the configured scope.
@@ -294,8 +316,9 @@ class SupportBot:
         try:
             recalled = await self._recalled(key, start.context, text)
             prompt = self._prompt(start.context, text, recalled)
+            facts = TurnFacts(key, msg.event_id, msg.platform, msg.user, start.context, text)
             with self.metrics.model_seconds.time():
-                answer, kind = await self._ask(prompt, key, sink)
+                answer, kind = await self._ask(prompt, key, sink, facts)
             user = StoredMessage("user", text, msg.timestamp, user=msg.user, event_id=msg.event_id)
             reply_message = StoredMessage("assistant", answer, time.time()) if answer else None
             messages = (user,) if reply_message is None else (user, reply_message)
@@ -360,21 +383,29 @@ class SupportBot:
             await sink(STATELESS_NOTE)
         return Reply(answer + STATELESS_NOTE, key.id, msg.event_id, ReplyKind.STATELESS)
 
-    async def _ask(self, prompt: list[BaseMessage], key: SessionKey, sink: Sink | None) -> tuple[str, ReplyKind]:
-        """The model's answer and how it went. A failure yields what was streamed (plus a note) or nothing."""
+    async def _ask(
+        self, prompt: list[BaseMessage], key: SessionKey, sink: Sink | None, facts: TurnFacts | None = None
+    ) -> tuple[str, ReplyKind]:
+        """The model's answer and how it went. A failure yields what was streamed (plus a note) or nothing.
+
+        With tools, the model may call them for up to ``tool_rounds`` rounds; each call runs through the toolbox
+        (audited), its result goes back to the model, and the last round must answer in words.
+        """
         parts: list[str] = []
         try:
-            if sink is None:
-                result = await self.model.ainvoke(prompt)
-                self._count_tokens(result)
-                parts.append(result.text)
-            else:
-                async for chunk in self.model.astream(prompt):
-                    self._count_tokens(chunk)
-                    piece = chunk.text
-                    if piece:
-                        parts.append(piece)
-                        await sink(piece)
+            messages = list(prompt)
+            rounds = self.options.tool_rounds if facts is not None and self._with_tools is not None else 0
+            for round_ in range(rounds + 1):
+                model: ToolModel | BaseChatModel | None = self.model
+                if rounds:
+                    model = self._with_tools if round_ < rounds else self._answer_now
+                assert model is not None
+                said = await self._one_call(model, messages, parts, sink)
+                if not said.tool_calls or facts is None or self.toolbox is None:
+                    break
+                messages.append(said)
+                for call in said.tool_calls:
+                    messages.append(await self.toolbox.run(call, facts))
             answer = "".join(parts)
             if not answer.strip():
                 raise ModelError("the model returned an empty answer")
@@ -390,6 +421,26 @@ class SupportBot:
                 return "".join(parts) + STREAM_BROKEN_NOTE, ReplyKind.FALLBACK
             await sink(MODEL_FAILED_REPLY)
             return "", ReplyKind.FALLBACK
+
+    async def _one_call(
+        self, model: ToolModel | BaseChatModel, messages: list[BaseMessage], parts: list[str], sink: Sink | None
+    ) -> AIMessage:
+        """One model call; its words join ``parts`` (streamed to ``sink`` as they come). Returns the whole message."""
+        if sink is None:
+            result = await model.ainvoke(messages)
+            self._count_tokens(result)
+            parts.append(result.text)
+            return result
+        gathered: AIMessageChunk | None = None
+        async for chunk in model.astream(messages):
+            assert isinstance(chunk, AIMessageChunk)
+            self._count_tokens(chunk)
+            gathered = chunk if gathered is None else gathered + chunk
+            piece = chunk.text
+            if piece:
+                parts.append(piece)
+                await sink(piece)
+        return gathered if gathered is not None else AIMessageChunk(content="")
 
     def _count_tokens(self, message: BaseMessage) -> None:
         usage = getattr(message, "usage_metadata", None)

@@ -46,16 +46,15 @@ def _stem(word: str) -> str:
 
 
 class HashingEmbeddings(Embeddings):
-    """Signed feature hashing of content words (and word pairs), L2-normalised. Deterministic, offline, instant."""
+    """Signed feature hashing of content words, L2-normalised. Deterministic, offline, instant."""
 
     def __init__(self, dims: int = HASHING_DIMS) -> None:
         self.dims = dims
 
     def _vector(self, text: str) -> list[float]:
-        words = [_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
-        features = words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+        words = [_stem(w) for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in _STOPWORDS]
         vector = np.zeros(self.dims, dtype=np.float32)
-        for feature in features:
+        for feature in words:
             digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
             bucket = int.from_bytes(digest[:4], "little") % self.dims
             vector[bucket] += 1.0 if digest[4] & 1 else -1.0

@@ -11,7 +11,7 @@ import logging
 import signal
 from collections.abc import Callable
 
-from bot.adapter import Adapter, Drains, HostsHttp, ServesHttp
+from bot.adapter import Adapter, Drains, Escalates, HostsHttp, ServesHttp
 from bot.app import build_bot, build_store
 from bot.config import Settings, redact_url
 from bot.core import SupportBot
@@ -71,6 +71,10 @@ class Runner:
         for adapter in enabled:
             await adapter.start(self.bot)
             self.adapters.append(adapter)
+            channel = adapter.escalation_channel if isinstance(adapter, Escalates) else None
+            if self.bot.toolbox is not None and isinstance(adapter, Escalates) and channel is not None:
+                self.bot.toolbox.register_escalator(adapter.name, adapter.post_escalation, channel=channel)
+                say(f"escalations from {adapter.name} go to channel {channel}")
         sweep = sweep_forever(self.store, self.settings.memory.sweep_interval)
         self._tasks.append(asyncio.create_task(sweep, name="supportbot-expiry-sweep"))
 

@@ -491,7 +491,12 @@ class Toolbox:
             detail=_shorten(redact_text(report.detail or content), DETAIL_CHARS),
             latency_ms=round(latency_ms, 3),
         )
-        extra = {"session_id": entry.session_id, "tool": entry.tool, "outcome": entry.outcome, "latency_ms": latency_ms}
+        extra = {
+            "session_id": entry.session_id,
+            "tool": entry.tool,
+            "outcome": entry.outcome,
+            "latency_ms": round(latency_ms, 1),
+        }
         log.info("tool %s: %s in %.0f ms", entry.tool, entry.outcome, latency_ms, extra=extra)
         try:
             await self._store.append_audit(facts.key, entry, platform=facts.platform, user=facts.user)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
@@ -14,6 +15,7 @@ from bot.kb import KnowledgeBase
 from bot.memory import SessionStore
 from bot.messages import IncomingMessage
 from bot.model import ChatModel, build_chat_model
+from bot.recall import Recall
 from bot.session import Scope
 from bot.strategies import MemoryStrategy, WindowStrategy
 from bot.summary import Summarizer
@@ -47,6 +49,7 @@ def make_bot(
     strategy: MemoryStrategy | None = None,
     summarizer: Summarizer | None = None,
     extractor: EntityExtractor | None = None,
+    recall: Recall | None = None,
     **options: Any,
 ) -> SupportBot:
     chat_model = model if isinstance(model, ChatModel) else ChatModel(model)
@@ -58,7 +61,17 @@ def make_bot(
         strategy=strategy or WindowStrategy(k=50, max_tokens=100_000),
         summarizer=summarizer,
         extractor=extractor,
+        recall=recall,
     )
+
+
+async def settle(bot: SupportBot) -> None:
+    """Wait until the bot's turns and background upkeep (summary, entities, embeddings) are done."""
+    for _ in range(1_000):
+        if not bot.in_flight:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("upkeep did not finish")
 
 
 def message(

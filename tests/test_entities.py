@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
-from bot.core import SupportBot
 from bot.entities import ModelEntityExtractor, RuleEntityExtractor
 from bot.export import recap, session_document
 from bot.memory.memory import MemoryStore
 from tests.conftest import StoreFactory
 from tests.fakes.models import RecordingModel
 from tests.fakes.openai_server import FakeOpenAI
-from tests.helpers import make_bot, message, openai_model
-
-
-async def settle(bot: SupportBot) -> None:
-    for _ in range(500):
-        if not bot.in_flight:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("upkeep did not finish")
+from tests.helpers import make_bot, message, openai_model, settle
 
 
 async def test_the_offline_patterns_find_what_helpdesk_users_say() -> None:

@@ -12,7 +12,7 @@ from bot.summary import ExtractiveSummarizer, ModelSummarizer
 from tests.conftest import StoreFactory
 from tests.fakes.models import RecordingModel
 from tests.fakes.openai_server import FakeOpenAI
-from tests.helpers import make_bot, message, openai_model
+from tests.helpers import make_bot, message, openai_model, settle
 
 WINDOW = 6
 
@@ -24,14 +24,6 @@ def summarising_bot(store: SessionStore, model: Any, summarizer: Any = None) -> 
         strategy=WindowStrategy(k=WINDOW, max_tokens=100_000),
         summarizer=summarizer or ExtractiveSummarizer(),
     )
-
-
-async def settle(bot: SupportBot) -> None:
-    for _ in range(500):
-        if not bot.in_flight:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("folds did not finish")
 
 
 def covered(prompt: list[Any], earlier: list[str]) -> list[str]:
