@@ -303,12 +303,12 @@ SOFTWARE = ("Visio", "Power BI Desktop", "Python", "Notepad++", "Tableau", "MS P
 REASONS = ("a client project", "the quarterly report", "a training next week", "my new role", "data cleanup")
 
 PROBLEMS = (
-    "{app} {symptom}. Any idea?",
+    "{app} {symptom}.",
     "Since the update yesterday {app} {symptom}.",
     "Quick one: {app} {symptom}, is that a known issue today?",
-    "Hi again, now {app} {symptom}.",
+    "Now {app} {symptom} as well.",
     "Is there an outage? {app} {symptom} for me and for {person} too.",
-    "{person} says {app} {symptom} on her laptop as well, is it just us?",
+    "{person} says {app} {symptom} on their laptop as well, is it just us?",
     "How do I map the {share} drive on my laptop?",
     "Can I get {software} installed? I need it for {reason}.",
     "My second monitor stays black after I dock.",
@@ -344,30 +344,61 @@ PROBLEMS = (
     "Is it OK to install browser extensions on my work laptop?",
     "The meeting room booking in Outlook shows {room} as busy, but it's empty.",
 )
-FOLLOW_UPS = (
-    "I tried that, no change.",
-    "Restarted it twice, same thing.",
-    "OK, that worked. Thanks!",
-    "Hmm, where do I find that setting?",
-    "It says I don't have admin rights to do that.",
-    "Done. Now it's asking me to restart again.",
-    "Let me try that after my meeting.",
-    "Still the same after clearing the cache.",
-    "That fixed it for now, let's see if it comes back.",
-    "Sorry, I was on a call. What was the next step?",
-    "I signed out and back in, it's a bit better.",
-    "Do I need to be on the VPN for that?",
-    "Should I raise a ticket for this or can you fix it here?",
-    "It happened again just now.",
-    "Which menu is that in? I'm not very technical.",
+STEPS = (
+    "clearing the cache",
+    "restarting the laptop",
+    "signing out and back in",
+    "reinstalling it",
+    "installing the latest update",
+    "undocking and docking again",
+    "running the troubleshooter",
+    "resetting my password",
+    "turning Wi-Fi off and on",
 )
+SETTINGS = (
+    "the privacy settings",
+    "the account settings",
+    "the Trust Center",
+    "the sound settings",
+    "Device Manager",
+    "the sync options",
+    "the saved credentials",
+    "the display settings",
+)
+ACTIONS = ("install the update", "change that setting", "remove the old profile", "add the printer", "run the fix")
+EVENTS = ("I unlocked the screen", "I joined a call", "I opened a big file", "lunch", "I plugged in the dock")
+FOLLOW_UPS = (
+    "I tried {step}, no change.",
+    "Still the same after {step}.",
+    "OK, {step} did it. Thanks!",
+    "Hmm, where do I find {setting}?",
+    "It says I need admin rights to {action}.",
+    "Done. Now {app} wants to restart again.",
+    "Let me try {step} after my meeting.",
+    "That fixed {app} for now, let's see if it comes back.",
+    "Sorry, I was on a call. What was the step after {step}?",
+    "I signed out of {app} and back in, it's a bit better.",
+    "Do I need to be on the VPN to {action}?",
+    "Should I raise a ticket for the {app} thing or can you fix it here?",
+    "It happened again just now, right after {event}.",
+    "Which menu is {setting} in? I'm not very technical.",
+    "{person} had the same problem last week, what did you tell them?",
+    "Great, {app} opens now.",
+    "No, I don't see {setting} anywhere.",
+    "How long does it take to {action} usually?",
+    "It's fine on the office Wi-Fi but not at home.",
+    "I'll ask {person} to try too and get back to you.",
+)
+# A person rarely opens two messages the same way; these keep repeated problems from being verbatim copies.
+OPENERS = ("", "", "", "Hi! ", "Another thing. ", "Morning! ", "Sorry to bother you again. ", "Quick question. ")
+CLOSERS = ("", "", "", " Any idea?", " It's a bit urgent.", " Not sure if it's related.", " It started today.")
 
 
 def filler(rng: random.Random) -> str:
     # Real sessions are mostly follow-ups to a handful of problems, not a new problem every turn.
-    if rng.random() < 0.35:
-        return rng.choice(FOLLOW_UPS)
-    return rng.choice(PROBLEMS).format(
+    follow_up = rng.random() < 0.35
+    template = rng.choice(FOLLOW_UPS) if follow_up else rng.choice(PROBLEMS)
+    text = template.format(
         app=rng.choice(APPS),
         symptom=rng.choice(SYMPTOMS),
         person=rng.choice(PEOPLE),
@@ -378,7 +409,13 @@ def filler(rng: random.Random) -> str:
         reason=rng.choice(REASONS),
         n=rng.randint(2, 14),
         pct=rng.randint(20, 95),
+        step=rng.choice(STEPS),
+        setting=rng.choice(SETTINGS),
+        action=rng.choice(ACTIONS),
+        event=rng.choice(EVENTS),
     )
+    text = text[0].upper() + text[1:]  # "the expenses portal ..." opening a message
+    return text if follow_up else rng.choice(OPENERS) + text + rng.choice(CLOSERS)
 
 
 @dataclass(frozen=True)
@@ -605,13 +642,19 @@ async def diagnose(side: Side, key: SessionKey, question: Question, text: str) -
     scores = matrix @ query
     order = list(np.argsort(-scores, kind="stable"))
     position = next(n for n, i in enumerate(order) if items[i] is fact)
-    return {
+    diag: dict[str, Any] = {
         "searchable": True,
         "rank": position + 1,
         "score": round(float(scores[order[position]]), 3),
-        "top_scores": [round(float(scores[i]), 3) for i in order[:RECALL_K]],
         "candidates": len(items),
     }
+    if position >= recall.k:
+        # What took the fact's place: the user's side of each turn recall preferred.
+        diag["outranked_by"] = [
+            {"seq": items[i].seq, "score": round(float(scores[i]), 3), "user": items[i].text.split("\n")[0][6:]}
+            for i in order[: recall.k]
+        ]
+    return diag
 
 
 def incoming(conversation: Conversation, turn: int, text: str) -> IncomingMessage:

@@ -16,7 +16,7 @@ import click
 
 from bot.config import Settings, load_settings, redact_url
 from bot.errors import ConfigError, StoreUnavailable
-from bot.export import session_json
+from bot.export import session_document
 from bot.logs import configure_logging
 from bot.memory import SessionStore
 from bot.messages import IncomingMessage
@@ -216,11 +216,40 @@ def sessions_show(ctx: click.Context, session_id: str) -> None:
 def sessions_export(ctx: click.Context, session_id: str) -> None:
     """A session as JSON on stdout."""
     key = _parse_id(session_id)
-    record = _run(_with_store(_settings(ctx), lambda store: store.get(key)))
-    if record is None:
+
+    async def document(store: SessionStore) -> dict[str, Any] | None:
+        record = await store.get(key)
+        if record is None:
+            return None
+        return session_document(record, audit=await store.audit(key), recall=await store.recall_items(key))
+
+    exported = _run(_with_store(_settings(ctx), document))
+    if exported is None:
         _fail(f"no session {session_id}")
         return
-    click.echo(session_json(record))
+    click.echo(json.dumps(exported, ensure_ascii=False, indent=2))
+
+
+@sessions.command("audit")
+@click.argument("session_id")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
+@click.pass_context
+def sessions_audit(ctx: click.Context, session_id: str, as_json: bool) -> None:
+    """A session's tool calls, oldest first: time, tool, outcome, latency, arguments (secrets redacted)."""
+    key = _parse_id(session_id)
+    entries = _run(_with_store(_settings(ctx), lambda store: store.audit(key)))
+    if not entries:
+        click.echo(f"no tool calls recorded for {session_id}")
+        return
+    for entry in entries:
+        if as_json:
+            click.echo(entry.to_json())
+            continue
+        arguments = json.dumps(dict(entry.arguments), ensure_ascii=False)
+        click.echo(
+            f"[{_when(entry.time)}] {entry.tool} {entry.outcome} {entry.latency_ms:.0f} ms "
+            f"event={entry.event_id} args={arguments} -> {entry.detail}"
+        )
 
 
 @sessions.command("delete")

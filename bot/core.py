@@ -401,8 +401,8 @@ class SupportBot:
                     model = self._with_tools if round_ < rounds else self._answer_now
                 assert model is not None
                 said = await self._one_call(model, messages, parts, sink)
-                if not said.tool_calls or facts is None or self.toolbox is None:
-                    break
+                if not said.tool_calls or round_ == rounds or facts is None or self.toolbox is None:
+                    break  # an answer, or calls in the last round, which the model was told not to make
                 messages.append(said)
                 for call in said.tool_calls:
                     messages.append(await self.toolbox.run(call, facts))
