@@ -13,11 +13,12 @@ from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict
 
 from bot.kb import Hit, KnowledgeBase
+from bot.strategies import RECALL_HEADER
 
 NOT_CONFIGURED_NOTE = (
     "Note: no language model is configured, so this answer comes from the knowledge base. "
@@ -57,6 +58,17 @@ def _article(kb: KnowledgeBase, hit: Hit) -> str:
     return f"From the help article **{section.article}**{heading}:\n\n{body}"
 
 
+def _recalled_questions(messages: Sequence[BaseMessage]) -> list[str]:
+    """What the user said in the turns vector recall brought back into the prompt."""
+    return [
+        line.removeprefix("User: ")
+        for m in messages
+        if isinstance(m, SystemMessage) and _text(m).startswith(RECALL_HEADER)
+        for line in _text(m).splitlines()
+        if line.startswith("User: ")
+    ]
+
+
 class OfflineResponder(BaseChatModel):
     """Answers from ``kb`` and the conversation in the prompt; deterministic and instant."""
 
@@ -77,11 +89,18 @@ class OfflineResponder(BaseChatModel):
         new, earlier = humans[-1], humans[:-1]
         recall = bool(_RECALL.search(new))
         parts: list[str] = []
-        if recall and earlier:
-            recap = "\n".join(f"- {_quote(t)}" for t in earlier[-_RECAP_MESSAGES:])
-            parts.append(f"Here is what you have told me in this conversation:\n{recap}")
-        elif recall:
-            parts.append("This conversation has no earlier messages yet. Tell me what is going wrong and I will help.")
+        recalled = _recalled_questions(messages)
+        if recall:
+            if recalled:
+                quotes = "\n".join(f"- {_quote(t)}" for t in recalled)
+                parts.append(f"From earlier in this conversation, you told me:\n{quotes}")
+            if earlier:
+                recap = "\n".join(f"- {_quote(t)}" for t in earlier[-_RECAP_MESSAGES:])
+                parts.append(f"Here is what you have told me most recently:\n{recap}")
+            if not recalled and not earlier:
+                parts.append(
+                    "This conversation has no earlier messages yet. Tell me what is going wrong and I will help."
+                )
         elif earlier:
             parts.append(f"(Earlier in this conversation you said {_quote(earlier[-1])}.)")
         hits = [] if recall else self.kb.search(new, k=self.top_k * 4)

@@ -14,6 +14,7 @@ from bot.messages import StoredMessage
 from bot.recall import RecalledTurn
 
 SNIPPET_CHARS = 1_200  # of each knowledge-base passage offered to the model
+RECALL_HEADER = "Earlier in this conversation (recalled because it may be relevant):"
 
 
 class MemoryStrategy(Protocol):
@@ -104,7 +105,7 @@ def _knowledge_block(snippets: Sequence[Snippet]) -> str:
 
 def _recall_block(recalled: Sequence[RecalledTurn]) -> str:
     turns = "\n\n".join(turn.text for turn in sorted(recalled, key=lambda t: t.seq))
-    return f"Earlier in this conversation (recalled because it may be relevant):\n\n{turns}"
+    return f"{RECALL_HEADER}\n\n{turns}"
 
 
 def build_prompt(

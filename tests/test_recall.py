@@ -245,3 +245,20 @@ def test_recall_brings_back_exactly_the_sessions_own_turns_that_left_the_window(
         await store.aclose()
 
     asyncio.run(scenario())
+
+
+async def test_the_offline_responder_quotes_recalled_turns(tmp_path: Path) -> None:
+    settings = settings_for(
+        SUPPORTBOT_MEMORY__STORE_URL=f"sqlite:///{tmp_path}/s.db",
+        SUPPORTBOT_MEMORY__WINDOW_MESSAGES="4",
+        SUPPORTBOT_RATE_LIMIT__MESSAGES="0",
+    )
+    bot = build_bot(settings)
+    await bot.handle(message("My laptop asset tag is ZX-4471"))
+    for text in FILLER[:5]:
+        await bot.handle(message(text))
+        await settle(bot)
+    reply = await bot.handle(message("What did I say my laptop asset tag was?"))
+    assert reply is not None and "ZX-4471" in reply.text
+    await bot.aclose()
+    await bot.store.aclose()
