@@ -118,7 +118,6 @@ def build_bot(settings: Settings, *, store: SessionStore | None = None) -> Suppo
         embedding = build_embeddings(settings)
         resources += embedding.resources
         recall = Recall(
-            store=store,
             embeddings=embedding.embeddings,
             model_name=embedding.name,
             k=settings.memory.recall_k,

@@ -19,12 +19,12 @@ from bot.constants import LEASE_RETRY_MAX_S, LEASE_RETRY_MIN_S, LEASE_WAIT_S, MA
 from bot.entities import EntityExtractor, entities_block
 from bot.errors import InvalidMessage, LeaseLost, ModelError, SessionBusy, ShuttingDown, StoreUnavailable
 from bot.kb import KnowledgeBase
-from bot.memory.base import ClaimStatus, Lease, SessionContext, SessionStore, TurnStart
+from bot.memory.base import ClaimStatus, Lease, SessionContext, SessionStore, TurnEmbedding, TurnStart
 from bot.messages import IncomingMessage, Reply, ReplyKind, StoredMessage, clean_text
 from bot.metrics import TurnMetrics
 from bot.model import AsyncClosable, translate_model_error
 from bot.ratelimit import RateLimiter
-from bot.recall import Recall, RecalledTurn
+from bot.recall import Recall, RecalledTurn, Vector
 from bot.session import Scope, SessionKey, session_key_for
 from bot.strategies import MemoryStrategy, Snippet, WindowStrategy, build_prompt
 from bot.summary import Summarizer
@@ -147,7 +147,6 @@ class SupportBot:
             window=self.strategy.load_size,
             summarizer=summarizer,
             extractor=extractor,
-            recall=recall,
         )
         self.recall = recall
         self.toolbox = toolbox
@@ -280,7 +279,9 @@ class SupportBot:
         delay = LEASE_RETRY_MIN_S
         while True:
             with self.metrics.store_seconds.labels("begin").time():
-                start = await self.store.begin_turn(key, event_id=event_id, window=self.strategy.load_size)
+                start = await self.store.begin_turn(
+                    key, event_id=event_id, window=self.strategy.load_size, recall=self.recall is not None
+                )
             if start.status is not ClaimStatus.BUSY:
                 return start
             remaining = deadline - time.monotonic()
@@ -313,8 +314,10 @@ class SupportBot:
             return None
         assert start.lease is not None and start.context is not None
         lease: Lease | None = start.lease
+        # The message is embedded while the model answers; recall waits for it only when there is something to rank.
+        embedding = self._embed_soon(key, text)
         try:
-            recalled = await self._recalled(key, start.context, text)
+            recalled = await self._recalled(start.context, embedding)
             prompt = self._prompt(start.context, text, recalled)
             facts = TurnFacts(key, msg.event_id, msg.platform, msg.user, start.context, text)
             with self.metrics.model_seconds.time():
@@ -322,36 +325,57 @@ class SupportBot:
             user = StoredMessage("user", text, msg.timestamp, user=msg.user, event_id=msg.event_id)
             reply_message = StoredMessage("assistant", answer, time.time()) if answer else None
             messages = (user,) if reply_message is None else (user, reply_message)
-            saved = await self._save(start.lease, messages, platform=msg.platform)
+            turn_embedding = await self._turn_embedding(embedding, text, answer)
+            saved = await self._save(start.lease, messages, platform=msg.platform, embedding=turn_embedding)
             lease = None
             if not saved:
                 self.metrics.duplicates.inc()
                 return None
-            self.upkeep.after_turn(key, start.context, saved=len(messages), text=text, answer=answer or None)
+            self.upkeep.after_turn(key, start.context, saved=len(messages), text=text)
         except StoreUnavailable as exc:
             self._count_error(exc)
             log.error("could not save the turn of session %s: %s", key.id, exc, extra={"session_id": key.id})
             return Reply(MEMORY_UNAVAILABLE_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
         finally:
+            if embedding is not None:
+                embedding.cancel()
             if lease is not None:
                 await self._abort_quietly(lease)
         return Reply(answer if kind is ReplyKind.ANSWER else MODEL_FAILED_REPLY, key.id, msg.event_id, kind)
 
-    async def _recalled(self, key: SessionKey, context: SessionContext, text: str) -> list[RecalledTurn]:
-        """Earlier turns of this session, out of the window, similar to ``text``. Recall never fails a turn."""
-        first_in_window = context.total - len(context.messages) + 1
-        if self.recall is None or first_in_window <= 1:
+    def _embed_soon(self, key: SessionKey, text: str) -> asyncio.Task[Vector | None] | None:
+        """Start embedding ``text`` for vector recall; the task yields ``None`` if the embedding model fails."""
+        if self.recall is None:
+            return None
+        recall = self.recall
+
+        async def embed() -> Vector | None:
+            try:
+                with self.metrics.store_seconds.labels("embed").time():
+                    return await recall.embed(text)
+            except Exception as exc:  # the embedding model's own errors: recall is an extra, never a failed turn
+                self.metrics.errors.labels("embedding").inc()
+                log.warning("embedding failed for session %s: %s", key.id, type(exc).__name__)
+                return None
+
+        return asyncio.get_running_loop().create_task(embed(), name=f"supportbot-embed:{key.id}")
+
+    async def _recalled(
+        self, context: SessionContext, embedding: asyncio.Task[Vector | None] | None
+    ) -> list[RecalledTurn]:
+        """Earlier turns of this session, out of the window, similar to the new message."""
+        if self.recall is None or embedding is None or not context.recall:
             return []
-        try:
-            with self.metrics.store_seconds.labels("recall").time():
-                return await self.recall.search(key, text, before=first_in_window)
-        except StoreUnavailable as exc:
-            self._count_error(exc)
-            log.warning("recall skipped for session %s: %s", key.id, exc, extra={"session_id": key.id})
-        except Exception as exc:  # the embedding model's own errors
-            self.metrics.errors.labels("embedding").inc()
-            log.warning("recall skipped for session %s: %s", key.id, type(exc).__name__, extra={"session_id": key.id})
-        return []
+        query = await asyncio.shield(embedding)
+        return [] if query is None else self.recall.rank(context.recall, query)
+
+    async def _turn_embedding(
+        self, embedding: asyncio.Task[Vector | None] | None, text: str, answer: str
+    ) -> TurnEmbedding | None:
+        if self.recall is None or embedding is None:
+            return None
+        vector = await asyncio.shield(embedding)
+        return None if vector is None else self.recall.embedding(vector, question=text, answer=answer or None)
 
     def _prompt(self, context: SessionContext, text: str, recalled: Sequence[RecalledTurn] = ()) -> list[BaseMessage]:
         snippets: list[Snippet] = []
@@ -451,14 +475,21 @@ class SupportBot:
     def _count_error(self, exc: Exception) -> None:
         self.metrics.count_error(exc)
 
-    async def _save(self, lease: Lease, messages: tuple[StoredMessage, ...], *, platform: str) -> bool:
+    async def _save(
+        self,
+        lease: Lease,
+        messages: tuple[StoredMessage, ...],
+        *,
+        platform: str,
+        embedding: TurnEmbedding | None = None,
+    ) -> bool:
         """Commit the turn; if the lease was fenced out meanwhile, take it again and append after the newer turn.
 
         Returns False when, meanwhile, another attempt answered the same delivery (so this reply must not be sent).
         """
         try:
             with self.metrics.store_seconds.labels("commit").time():
-                await self.store.commit_turn(lease, messages, platform=platform)
+                await self.store.commit_turn(lease, messages, platform=platform, embedding=embedding)
             return True
         except LeaseLost as exc:
             self._count_error(exc)
@@ -467,7 +498,7 @@ class SupportBot:
         if start.status is not ClaimStatus.ACQUIRED or start.lease is None:
             return False
         try:
-            await self.store.commit_turn(start.lease, messages, platform=platform)
+            await self.store.commit_turn(start.lease, messages, platform=platform, embedding=embedding)
         except BaseException:
             await self._abort_quietly(start.lease)
             raise

@@ -1,28 +1,26 @@
 """Vector recall: earlier turns of THIS session that left the window, found by similarity to the new message.
 
-Every saved turn is embedded (the user's message; the stored text also holds the answer) and kept in the
-session's own keys. On a new message the session's vectors are read and searched in-process with numpy: plain
-Redis has no vector search, and one session holds at most ``memory.recall_max_turns`` of them.
+Every turn's user message is embedded while the model answers, and saved with the turn in the session's own keys
+(the stored text also holds the answer). On a new message the session's vectors older than the window come with
+the turn's first read and are ranked in-process with numpy: plain Redis has no vector search, and one session holds
+at most ``memory.recall_max_turns`` of them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from langchain_core.embeddings import Embeddings
 
-from bot.memory.base import RecallItem, SessionStore
-from bot.session import SessionKey
+from bot.memory.base import RecallItem, TurnEmbedding
 
 log = logging.getLogger("supportbot.recall")
 
 TURN_CHARS = 1_000  # of a recalled turn's text, stored and shown
-_CACHE_SIZE = 256  # recent embeddings, so the turn's own vector is computed once for search and storage
 
 Vector = npt.NDArray[np.float32]
 
@@ -43,23 +41,24 @@ def turn_text(question: str, answer: str | None) -> str:
 
 
 class Recall:
-    """Embeds turns, stores their vectors with the session, and finds the ones worth recalling."""
+    """Embeds turns and ranks a session's earlier turns by similarity to a new message.
+
+    The store does the reading and writing, inside the turn's two round trips: ``begin_turn(recall=True)`` hands
+    over the session's embedded turns that left the window, and ``commit_turn(embedding=...)`` saves the new one.
+    """
 
     def __init__(
         self,
         *,
-        store: SessionStore,
         embeddings: Embeddings,
         model_name: str,
         k: int = 3,
         min_score: float = 0.3,
     ) -> None:
-        self._store = store
         self._embeddings = embeddings
         self.model_name = model_name
         self.k = k
         self.min_score = min_score
-        self._cache: OrderedDict[str, Vector] = OrderedDict()
 
     async def embed(self, text: str) -> Vector:
         """The L2-normalised embedding of ``text``.
@@ -67,37 +66,20 @@ class Recall:
         Raises:
             Exception: whatever the embedding model raises; callers treat recall as optional.
         """
-        cached = self._cache.get(text)
-        if cached is not None:
-            self._cache.move_to_end(text)
-            return cached
         vector = np.asarray(await self._embeddings.aembed_query(text), dtype=np.float32)
         norm = float(np.linalg.norm(vector))
-        if norm:
-            vector = vector / norm
-        self._cache[text] = vector
-        if len(self._cache) > _CACHE_SIZE:
-            self._cache.popitem(last=False)
-        return vector
+        return vector / norm if norm else vector
 
-    async def remember(self, key: SessionKey, *, seq: int, question: str, answer: str | None) -> None:
-        """Embed a saved turn and keep it with its session (``seq``: the sequence number of its user message)."""
-        vector = await self.embed(question)
-        item = RecallItem(seq=seq, text=turn_text(question, answer), vector=vector.tobytes(), model=self.model_name)
-        await self._store.save_recall(key, item)
+    def embedding(self, vector: Vector, *, question: str, answer: str | None) -> TurnEmbedding:
+        """What the store keeps of a turn: its text as a prompt would show it, and its question's vector."""
+        return TurnEmbedding(text=turn_text(question, answer), vector=vector.tobytes(), model=self.model_name)
 
-    async def search(self, key: SessionKey, text: str, *, before: int) -> list[RecalledTurn]:
-        """The ``k`` turns of ``key``'s session most similar to ``text`` among those with ``seq < before``.
+    def rank(self, candidates: Sequence[RecallItem], query: Vector) -> list[RecalledTurn]:
+        """The ``k`` candidates most similar to ``query``, at least ``min_score`` similar.
 
-        Embedding the message and reading the session's vectors run concurrently. Vectors of another embedding
-        model (written before a configuration change) are skipped, not compared.
-
-        Raises:
-            StoreUnavailable: the store cannot be reached.
-            Exception: whatever the embedding model raises.
+        Vectors of another embedding model (written before a configuration change) are skipped, not compared.
         """
-        query, stored = await asyncio.gather(self.embed(text), self._store.recall_items(key))
-        items = [i for i in stored if i.seq < before and i.model == self.model_name and len(i.vector) == query.nbytes]
+        items = [i for i in candidates if i.model == self.model_name and len(i.vector) == query.nbytes]
         if not items:
             return []
         matrix = np.frombuffer(b"".join(i.vector for i in items), dtype=np.float32).reshape(len(items), -1)

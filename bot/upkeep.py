@@ -16,7 +16,6 @@ from bot.entities import EntityExtractor
 from bot.errors import ModelError, StoreUnavailable
 from bot.memory.base import Entity, SessionContext, SessionStore
 from bot.metrics import TurnMetrics
-from bot.recall import Recall
 from bot.session import SessionKey
 from bot.summary import Summarizer
 
@@ -34,31 +33,25 @@ class Upkeep:
         window: int,
         summarizer: Summarizer | None = None,
         extractor: EntityExtractor | None = None,
-        recall: Recall | None = None,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._window = window
         self.summarizer = summarizer
         self.extractor = extractor
-        self.recall = recall
         self._folds: dict[str, asyncio.Task[None]] = {}  # session id -> its running fold
-        self._extractions: set[asyncio.Task[None]] = set()  # entity extractions and turn embeddings
+        self._extractions: set[asyncio.Task[None]] = set()
 
     @property
     def tasks(self) -> set[asyncio.Task[None]]:
         """Upkeep running now."""
         return set(self._folds.values()) | self._extractions
 
-    def after_turn(
-        self, key: SessionKey, context: SessionContext, *, saved: int, text: str, answer: str | None
-    ) -> None:
+    def after_turn(self, key: SessionKey, context: SessionContext, *, saved: int, text: str) -> None:
         """Schedule what a saved turn calls for; ``context`` is what the turn read, ``saved`` what it appended."""
         self._schedule_fold(key, context, saved=saved)
         if self.extractor is not None:
             self._spawn(self._extract(key, text), name=f"supportbot-entities:{key.id}")
-        if self.recall is not None:
-            self._spawn(self._remember(key, context.total + 1, text, answer), name=f"supportbot-recall:{key.id}")
 
     def _spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
         task = asyncio.get_running_loop().create_task(work, name=name)
@@ -94,17 +87,6 @@ class Upkeep:
         except (ModelError, StoreUnavailable) as exc:
             self._metrics.count_error(exc)
             log.warning("summary fold failed for session %s: %s", key.id, exc, extra={"session_id": key.id})
-
-    async def _remember(self, key: SessionKey, seq: int, text: str, answer: str | None) -> None:
-        assert self.recall is not None
-        try:
-            await self.recall.remember(key, seq=seq, question=text, answer=answer)
-        except StoreUnavailable as exc:
-            self._metrics.count_error(exc)
-            log.warning("could not store the turn's embedding for session %s: %s", key.id, exc)
-        except Exception as exc:  # the embedding model's own errors: recall is an extra, never a failed turn
-            self._metrics.errors.labels("embedding").inc()
-            log.warning("embedding failed for session %s: %s", key.id, type(exc).__name__)
 
     async def _extract(self, key: SessionKey, text: str) -> None:
         assert self.extractor is not None

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from bot.app import build_bot
 from bot.embeddings import HashingEmbeddings, MiniLMEmbeddings, build_embeddings, minilm_available
 from bot.errors import ConfigError
-from bot.memory import SessionStore, StoreLimits
+from bot.memory import StoreLimits
 from bot.recall import Recall
 from bot.session import Scope
 from bot.strategies import WindowStrategy
@@ -47,8 +47,8 @@ def recalled_block(prompt: list[object]) -> str:
     )
 
 
-def recall_for(store: SessionStore, **options: object) -> Recall:
-    return Recall(store=store, embeddings=HashingEmbeddings(), model_name="hashing-test", **options)  # type: ignore[arg-type]
+def recall_for(**options: object) -> Recall:
+    return Recall(embeddings=HashingEmbeddings(), model_name="hashing-test", **options)  # type: ignore[arg-type]
 
 
 async def test_hashing_embeddings_match_shared_words_and_are_deterministic() -> None:
@@ -67,7 +67,7 @@ async def test_a_fact_from_50_turns_ago_is_recalled_and_the_window_no_longer_hol
 ) -> None:
     store = store_factory(limits=StoreLimits(max_messages=40))
     model = RecordingModel()
-    bot = make_bot(store, model, strategy=WindowStrategy(k=WINDOW, max_tokens=10_000), recall=recall_for(store))
+    bot = make_bot(store, model, strategy=WindowStrategy(k=WINDOW, max_tokens=10_000), recall=recall_for())
     other_user = message("My laptop asset tag is QQ-9999, remember it", user="U2")
     await bot.handle(other_user)
     await bot.handle(message("My laptop asset tag is ZX-4471, remember it"))
@@ -91,7 +91,7 @@ async def test_a_fact_from_50_turns_ago_is_recalled_and_the_window_no_longer_hol
 async def test_recall_skips_turns_still_in_the_window_and_unrelated_ones(store_factory: StoreFactory) -> None:
     store = store_factory()
     model = RecordingModel()
-    bot = make_bot(store, model, strategy=WindowStrategy(k=WINDOW, max_tokens=10_000), recall=recall_for(store))
+    bot = make_bot(store, model, strategy=WindowStrategy(k=WINDOW, max_tokens=10_000), recall=recall_for())
     for text in ["My VPN client is GlobalProtect 6.1", *FILLER[:3]]:
         await bot.handle(message(text))
         await settle(bot)
@@ -113,7 +113,7 @@ async def test_recall_is_skipped_not_fatal_when_the_embedding_model_fails(store_
 
     store = store_factory()
     model = RecordingModel()
-    recall = Recall(store=store, embeddings=Broken(), model_name="broken")
+    recall = Recall(embeddings=Broken(), model_name="broken")
     bot = make_bot(store, model, strategy=WindowStrategy(k=2, max_tokens=10_000), recall=recall)
     for text in FILLER[:4]:
         reply = await bot.handle(message(text))
@@ -126,12 +126,12 @@ async def test_recall_is_skipped_not_fatal_when_the_embedding_model_fails(store_
 async def test_vectors_of_another_embedding_model_are_not_compared(store_factory: StoreFactory) -> None:
     store = store_factory()
     model = RecordingModel()
-    old = make_bot(store, model, strategy=WindowStrategy(k=2, max_tokens=10_000), recall=recall_for(store))
+    old = make_bot(store, model, strategy=WindowStrategy(k=2, max_tokens=10_000), recall=recall_for())
     for text in ["My office is in Leeds, 4th floor", *FILLER[:3]]:
         await old.handle(message(text))
         await settle(old)
     await old.aclose()
-    other_model = Recall(store=store, embeddings=HashingEmbeddings(dims=1_024), model_name="another-model")
+    other_model = Recall(embeddings=HashingEmbeddings(dims=1_024), model_name="another-model")
     new = make_bot(store, model, strategy=WindowStrategy(k=2, max_tokens=10_000), recall=other_model)
     await new.handle(message("Which office am I in? Leeds?"))
     assert recalled_block(model.prompts[-1]) == ""
@@ -183,7 +183,7 @@ def test_auto_picks_openai_then_minilm_then_hashing() -> None:
 async def test_the_local_model_recalls_by_meaning_not_just_words(store_factory: StoreFactory) -> None:
     store = store_factory()
     model = RecordingModel()
-    recall = Recall(store=store, embeddings=MiniLMEmbeddings(), model_name="all-MiniLM-L6-v2", k=1, min_score=0.2)
+    recall = Recall(embeddings=MiniLMEmbeddings(), model_name="all-MiniLM-L6-v2", k=1, min_score=0.2)
     bot = make_bot(store, model, strategy=WindowStrategy(k=WINDOW, max_tokens=10_000), recall=recall)
     await bot.handle(message("I work from the Leeds office, fourth floor, desk 12"))
     await bot.handle(message("I work from the Leeds office, fourth floor, desk 12", user="U2"))
@@ -225,7 +225,7 @@ def test_recall_brings_back_exactly_the_sessions_own_turns_that_left_the_window(
         model = RecordingModel()
         # Every earlier turn out of the window is similar enough, so recall must return all of them (up to k),
         # and the property is exact: own turns, all of them, nothing else.
-        recall = recall_for(store, k=100, min_score=-1.0)
+        recall = recall_for(k=100, min_score=-1.0)
         bot = make_bot(store, model, scope=scope, strategy=WindowStrategy(k=2, max_tokens=10_000), recall=recall)
         msgs = [
             message(f"ticket {run} {s} {u} {n}", channel=f"{run}:c{s % 3}", thread=f"t{s}", user=f"u{u}")

@@ -8,10 +8,13 @@ import pytest
 from redis.cluster import key_slot
 
 from bot.core import MEMORY_UNAVAILABLE_REPLY
-from bot.memory import StoreLimits
+from bot.embeddings import HashingEmbeddings
+from bot.memory import SessionContext, StoreLimits
 from bot.memory.redis import RedisStore
 from bot.messages import ReplyKind, StoredMessage
+from bot.recall import Recall
 from bot.strategies import WindowStrategy
+from bot.tools import Toolbox, TurnFacts
 from tests.conftest import counting_client
 from tests.fakes.models import RecordingModel
 from tests.helpers import make_bot, message
@@ -27,18 +30,24 @@ def command_calls(server: RedisServer) -> dict[str, int]:
 
 
 async def per_turn_cost(
-    redis_server: RedisServer, redis_url: str, history_len: int, turns: int = 5
+    redis_server: RedisServer, redis_url: str, history_len: int, turns: int = 5, *, recall: bool = False
 ) -> tuple[float, dict[str, float]]:
     """Round trips and commands per turn on a session holding ``history_len`` messages."""
     client, counter = counting_client(redis_url)
     store = RedisStore(client, limits=StoreLimits(max_messages=50_000))
-    bot = make_bot(store, RecordingModel(), strategy=WindowStrategy(k=20, max_tokens=10_000))
-    channel = f"history-{history_len}"
+    bot = make_bot(
+        store,
+        RecordingModel(),
+        strategy=WindowStrategy(k=20, max_tokens=10_000),
+        recall=Recall(embeddings=HashingEmbeddings(), model_name="hashing", min_score=-1.0) if recall else None,
+    )
+    channel = f"history-{history_len}-{recall}"
     try:
         warm_up = message("warm up", channel=channel)
         await bot.handle(warm_up)  # loads the scripts once
         filler = [StoredMessage("user", f"old {i}", float(i)).to_json() for i in range(history_len)]
         await client.rpush(bot.session_key(warm_up).store_key("msgs"), *filler)
+        await client.hincrby(bot.session_key(warm_up).store_key("meta"), "seq", history_len)
         sends, calls = counter.sends, command_calls(redis_server)
         for i in range(turns):
             reply = await bot.handle(message(f"question {i}", channel=channel))
@@ -62,13 +71,26 @@ async def test_an_uncontended_turn_costs_two_round_trips_whatever_the_history(
     assert short_commands["lrange"] == 1 and "hgetall" in short_commands
 
 
+async def test_vector_recall_rides_in_the_same_two_round_trips(redis_url: str, redis_server: RedisServer) -> None:
+    for history in (10, 10_000):
+        trips, commands = await per_turn_cost(redis_server, redis_url, history, recall=True)
+        assert trips == 2 and commands["evalsha"] == 2
+        assert commands["zadd"] == 2, "the commit script saves the delivery id and the turn's embedding"
+    assert commands["zrangebyscore"] == 1, "with turns out of the window, begin reads the candidates"
+
+
 async def test_every_key_of_a_session_shares_one_slot_and_the_idle_ttl(redis_url: str) -> None:
     store = RedisStore.from_url(redis_url, limits=StoreLimits(idle_ttl=3_600))
-    bot = make_bot(store, RecordingModel())
+    bot = make_bot(store, RecordingModel(), recall=Recall(embeddings=HashingEmbeddings(), model_name="hashing"))
     await bot.handle(message("hello"))
+    key = bot.session_key(message("hello"))
+    facts = TurnFacts(key, "e-audit", "slack", "U1", SessionContext(), "hello")
+    await Toolbox(store=store, escalate=True).run(
+        {"name": "escalate_to_human", "args": {"reason": "x"}, "id": "c1"}, facts
+    )
     client = store._client
     keys = [k async for k in client.scan_iter(match="sb:{*")]
-    assert {k.rsplit(":", 1)[1] for k in keys} == {"msgs", "meta", "users", "seen", "fence"}
+    assert {k.rsplit(":", 1)[1] for k in keys} == {"msgs", "meta", "users", "seen", "fence", "recall", "audit"}
     assert len({key_slot(k.encode()) for k in keys}) == 1
     assert [k async for k in client.scan_iter(match="sb:user:*")] == ["sb:user:{slack:U1}"]
     for k in [*keys, "sb:user:{slack:U1}"]:

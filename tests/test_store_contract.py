@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import LeaseLost
-from bot.memory import AuditEntry, ClaimStatus, Lease, RecallItem, SessionStore, StoreLimits
+from bot.memory import AuditEntry, ClaimStatus, Lease, RecallItem, SessionStore, StoreLimits, TurnEmbedding
 from bot.memory.redis import RedisStore
 from bot.messages import StoredMessage
 from bot.session import SessionKey
@@ -270,10 +270,12 @@ async def test_a_users_sessions_are_indexed_exported_and_erased(backend: str, st
         start = await store.begin_turn(key, event_id=event, window=10)
         assert start.lease is not None
         await store.commit_turn(
-            start.lease, (StoredMessage("user", f"{user} says hi", 1.0, user=user),), platform="slack"
+            start.lease,
+            (StoredMessage("user", f"{user} says hi", 1.0, user=user),),
+            platform="slack",
+            embedding=TurnEmbedding(f"User: {user} says hi", bytes(8), "m"),
         )
 
-    await store.save_recall(alice_thread, RecallItem(1, "UALICE says hi", bytes(8), "m"))
     await store.append_audit(alice_dm, audit_entry("a1"), platform="slack", user="UALICE")
     await store.append_audit(bob_dm, audit_entry("b2"), platform="slack", user="UBOB")
     assert await store.sessions_of_user("slack", "UALICE") == sorted([alice_dm.id, alice_thread.id])
@@ -284,7 +286,7 @@ async def test_a_users_sessions_are_indexed_exported_and_erased(backend: str, st
     assert await erase_user(store, "slack", "UALICE") == 2
     assert await store.get(alice_dm) is None and await store.get(alice_thread) is None
     assert await store.get(bob_dm) is not None, "nobody else's own sessions are touched"
-    assert len(await store.audit(bob_dm)) == 1
+    assert len(await store.audit(bob_dm)) == 1 and len(await store.recall_items(bob_dm)) == 1
     assert await store.audit(alice_dm) == [] and await store.recall_items(alice_thread) == []
     assert await store.sessions_of_user("slack", "UALICE") == []
     if backend in ("redis", "cluster"):
@@ -385,20 +387,36 @@ def audit_entry(event: str, tool: str = "create_ticket", *, at: float | None = N
     )
 
 
-async def test_recall_items_stay_with_their_session_capped_and_go_with_it(store_factory: StoreFactory) -> None:
+async def test_embeddings_are_saved_with_their_turn_and_come_back_once_out_of_the_window(
+    store_factory: StoreFactory,
+) -> None:
     store = store_factory(limits=StoreLimits(max_recall=3))
     vector = bytes(range(16))
-    await store.save_recall(KEY, RecallItem(1, "before the session existed", vector, "m"))
-    assert await store.recall_items(KEY) == [], "a late write cannot revive a session that is gone"
-    await turn(store, KEY, 1)
-    await turn(store, OTHER, 1)
-    for seq in (1, 3, 5, 7):
-        await store.save_recall(KEY, RecallItem(seq, f"turn {seq} — café ☕", vector, "m"))
-    await store.save_recall(KEY, RecallItem(7, "turn 7 again", vector, "m"))  # one item per turn: replaced
+
+    async def embedded_turn(key: SessionKey, n: int, *, window: int = 4) -> tuple[RecallItem, ...]:
+        start = await store.begin_turn(key, event_id=f"e{n}", window=window, recall=True)
+        assert start.lease is not None and start.context is not None
+        embedding = TurnEmbedding(f"turn {n} — café ☕", vector, "m") if n != 3 else None
+        await store.commit_turn(start.lease, pair(n), platform=key.platform, embedding=embedding)
+        return start.context.recall
+
+    assert await embedded_turn(KEY, 1) == ()
+    await embedded_turn(OTHER, 1)
+    assert await embedded_turn(KEY, 2) == ()
+    candidates = await embedded_turn(KEY, 3)  # the window of 4 messages still holds turns 1 and 2
+    assert candidates == ()
+    candidates = await embedded_turn(KEY, 4)  # turn 1 (messages 1-2) has left the window
+    assert [(c.seq, c.text) for c in candidates] == [(1, "turn 1 — café ☕")]
+    assert candidates[0].vector == vector and candidates[0].model == "m"
+    for n in range(5, 8):
+        await embedded_turn(KEY, n)
     items = await store.recall_items(KEY)
-    assert [(i.seq, i.text) for i in items] == [(3, "turn 3 — café ☕"), (5, "turn 5 — café ☕"), (7, "turn 7 again")]
-    assert all(i.vector == vector and i.model == "m" for i in items)
-    assert await store.recall_items(OTHER) == []
+    assert [i.seq for i in items] == [9, 11, 13], "one per turn (turn 3 had none), under its first message, capped"
+    start = await store.begin_turn(KEY, event_id="e8", window=4)
+    assert start.context is not None and start.context.recall == (), "read only when asked for"
+    assert start.lease is not None
+    await store.abort_turn(start.lease)
+    assert [i.text for i in await store.recall_items(OTHER)] == ["turn 1 — café ☕"]
     await store.delete(KEY)
     assert await store.recall_items(KEY) == []
 

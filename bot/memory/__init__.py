@@ -15,6 +15,7 @@ from bot.memory.base import (
     SessionStore,
     StoreLimits,
     SummaryWork,
+    TurnEmbedding,
     TurnStart,
 )
 from bot.memory.codec import MessageCodec
@@ -32,6 +33,7 @@ __all__ = [
     "SessionStore",
     "StoreLimits",
     "SummaryWork",
+    "TurnEmbedding",
     "TurnStart",
     "open_store",
 ]

@@ -138,6 +138,15 @@ class RecallItem:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnEmbedding:
+    """A turn's embedding, saved by :meth:`SessionStore.commit_turn` with the turn (its ``seq`` is the store's)."""
+
+    text: str
+    vector: bytes
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
 class SessionContext:
     """The slice of a session a turn needs: the recent window (oldest first), the summary and the metadata."""
 
@@ -147,6 +156,7 @@ class SessionContext:
     total: int = 0  # messages ever saved in the session: the sequence number of the newest
     summary_upto: int = 0  # the summary covers messages 1..summary_upto
     entities: Entities = field(default_factory=dict)
+    recall: tuple[RecallItem, ...] = ()  # embedded turns that left the window (read only when asked for)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,16 +217,29 @@ class SessionStore(Protocol):
 
     limits: StoreLimits
 
-    async def begin_turn(self, key: SessionKey, *, event_id: str, window: int) -> TurnStart:
+    async def begin_turn(self, key: SessionKey, *, event_id: str, window: int, recall: bool = False) -> TurnStart:
         """Claim the delivery, take the session's lease and read the last ``window`` messages, atomically.
+
+        With ``recall``, also the embedded turns older than the window (candidates for vector recall), in the
+        same round trip.
 
         Raises:
             StoreUnavailable: the store cannot be reached.
         """
         ...
 
-    async def commit_turn(self, lease: Lease, messages: tuple[StoredMessage, ...], *, platform: str) -> None:
+    async def commit_turn(
+        self,
+        lease: Lease,
+        messages: tuple[StoredMessage, ...],
+        *,
+        platform: str,
+        embedding: TurnEmbedding | None = None,
+    ) -> None:
         """Append ``messages``, trim, refresh every TTL, mark the delivery answered and release the lease, atomically.
+
+        ``embedding`` is the turn's, kept for vector recall under the sequence number of the turn's first message;
+        the oldest go beyond ``limits.max_recall``.
 
         Raises:
             LeaseLost: the lease expired and was fenced out; nothing was written.
@@ -246,13 +269,6 @@ class SessionStore(Protocol):
 
     async def save_entities(self, key: SessionKey, entities: Entities) -> None:
         """Merge ``entities`` into the session's (a key already there is replaced only by a newer fact)."""
-        ...
-
-    async def save_recall(self, key: SessionKey, item: RecallItem) -> None:
-        """Store a turn's embedding with the session; the oldest go beyond ``limits.max_recall`` items.
-
-        Does nothing when the session is gone (erased or expired), so a late write cannot revive it.
-        """
         ...
 
     async def recall_items(self, key: SessionKey) -> list[RecallItem]:

@@ -19,6 +19,7 @@ from bot.memory.base import (
     SessionRecord,
     StoreLimits,
     SummaryWork,
+    TurnEmbedding,
     TurnStart,
 )
 from bot.messages import StoredMessage
@@ -70,7 +71,7 @@ class MemoryStore:
             return session.lease_holder(now) is None and not session.messages
         return session.meta.last_active + self.limits.idle_ttl <= now
 
-    async def begin_turn(self, key: SessionKey, *, event_id: str, window: int) -> TurnStart:
+    async def begin_turn(self, key: SessionKey, *, event_id: str, window: int, recall: bool = False) -> TurnStart:
         now = time.time()
         session = self._live(key, now) or self._sessions.setdefault(key.id, _Session(key=key))
         if event_id in session.seen:
@@ -83,7 +84,9 @@ class MemoryStore:
         token = next(self._fence)
         session.lease = (token, event_id, now + self.limits.lease_ttl)
         recent = tuple(session.messages[-window:]) if window > 0 else ()
+        first_in_window = session.total - len(recent) + 1
         context = SessionContext(
+            recall=tuple(session.recall[s] for s in sorted(session.recall) if s < first_in_window) if recall else (),
             messages=recent,
             summary=session.summary,
             meta=session.meta,
@@ -93,13 +96,25 @@ class MemoryStore:
         )
         return TurnStart(ClaimStatus.ACQUIRED, Lease(key, token, event_id), context)
 
-    async def commit_turn(self, lease: Lease, messages: tuple[StoredMessage, ...], *, platform: str) -> None:
+    async def commit_turn(
+        self,
+        lease: Lease,
+        messages: tuple[StoredMessage, ...],
+        *,
+        platform: str,
+        embedding: TurnEmbedding | None = None,
+    ) -> None:
         now = time.time()
         session = self._sessions.get(lease.key.id)
         holder = session.lease_holder(now) if session is not None else None
         if session is None or holder is None or holder[:2] != (lease.token, lease.event_id):
             raise LeaseLost(f"lease {lease.token} on session {lease.key.id} is no longer held")
         session.messages.extend(messages)
+        if embedding is not None:
+            seq = session.total + 1
+            session.recall[seq] = RecallItem(seq, embedding.text, embedding.vector, embedding.model)
+            for old in sorted(session.recall)[: -self.limits.max_recall]:
+                del session.recall[old]
         session.total += len(messages)
         del session.messages[: -self.limits.keep(session.total, session.summary_upto)]
         created = session.meta.created if session.meta else now
@@ -143,14 +158,6 @@ class MemoryStore:
             known = session.entities.get(name)
             if known is None or known.updated <= entity.updated:
                 session.entities[name] = entity
-
-    async def save_recall(self, key: SessionKey, item: RecallItem) -> None:
-        session = self._live(key, time.time())
-        if session is None or session.meta is None:
-            return
-        session.recall[item.seq] = item
-        for seq in sorted(session.recall)[: -self.limits.max_recall]:
-            del session.recall[seq]
 
     async def recall_items(self, key: SessionKey) -> list[RecallItem]:
         session = self._live(key, time.time())

@@ -49,6 +49,7 @@ from bot.memory.base import (
     SessionRecord,
     StoreLimits,
     SummaryWork,
+    TurnEmbedding,
     TurnStart,
 )
 from bot.memory.codec import MessageCodec
@@ -62,7 +63,7 @@ CLUSTER_SCHEME = "redis+cluster://"
 _PARTS = ("msgs", "summary", "meta", "users", "seen", "lease", "fence", "entities", "recall", "audit")
 
 # KEYS: msgs summary meta users seen lease fence entities recall audit
-# ARGV: event id, window, lease ttl (ms), idle ttl (ms)
+# ARGV: event id, window, lease ttl (ms), idle ttl (ms), 1 to read the recall candidates (turns before the window)
 _BEGIN = """
 if redis.call('ZSCORE', KEYS[5], ARGV[1]) then return {'dup'} end
 local held = redis.call('GET', KEYS[6])
@@ -77,21 +78,31 @@ redis.call('SET', KEYS[6], token .. ':' .. ARGV[1], 'PX', ARGV[3])
 local window = tonumber(ARGV[2])
 local msgs = {}
 if window > 0 then msgs = redis.call('LRANGE', KEYS[1], -window, -1) end
-return {'ok', token, redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[3]), msgs, redis.call('HGETALL', KEYS[8])}
+local recall = {}
+if ARGV[5] == '1' then
+  local first = tonumber(redis.call('HGET', KEYS[3], 'seq') or '0') - #msgs + 1
+  if first > 1 then recall = redis.call('ZRANGEBYSCORE', KEYS[9], '-inf', '(' .. first, 'WITHSCORES') end
+end
+return {'ok', token, redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[3]), msgs, redis.call('HGETALL', KEYS[8]),
+        recall}
 """
 
 # KEYS: msgs summary meta users seen lease fence entities recall audit
 #       [+ the user's session index, on a single node only: it lives in another slot]
 # ARGV: lease value, event id, now (ms), idle ttl (ms), max messages, dedupe ttl (ms), platform, user,
-#       max unsummarized (0 = off), session id, messages...
+#       max unsummarized (0 = off), session id, recall member ('' for none), max recall, messages...
 _COMMIT = """
 if redis.call('GET', KEYS[6]) ~= ARGV[1] then return 0 end
 if KEYS[11] then
   redis.call('SADD', KEYS[11], ARGV[10])
   redis.call('PEXPIRE', KEYS[11], ARGV[4])
 end
-local total = redis.call('HINCRBY', KEYS[3], 'seq', #ARGV - 10)
-redis.call('RPUSH', KEYS[1], unpack(ARGV, 11))
+local total = redis.call('HINCRBY', KEYS[3], 'seq', #ARGV - 12)
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 13))
+if ARGV[11] ~= '' then
+  redis.call('ZADD', KEYS[9], total - (#ARGV - 12) + 1, ARGV[11])
+  redis.call('ZREMRANGEBYRANK', KEYS[9], 0, -tonumber(ARGV[12]) - 1)
+end
 local keep, cap = tonumber(ARGV[5]), tonumber(ARGV[9])
 if cap > 0 then
   local upto = tonumber(redis.call('HGET', KEYS[3], 'summary_upto') or '0')
@@ -148,17 +159,6 @@ for i = 2, #ARGV, 3 do
   end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 1
-"""
-
-# KEYS: recall meta ; ARGV: sequence number, member, max items, idle ttl (ms). A late write to a session that is
-# gone (erased, expired) is dropped rather than reviving part of it.
-_SAVE_RECALL = """
-if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[3]) - 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
@@ -231,7 +231,6 @@ class RedisStore:
         self._unsummarized = client.register_script(_UNSUMMARIZED)
         self._save_summary = client.register_script(_SAVE_SUMMARY)
         self._save_entities = client.register_script(_SAVE_ENTITIES)
-        self._save_recall = client.register_script(_SAVE_RECALL)
         self._append_audit = client.register_script(_APPEND_AUDIT)
         self._closed = False
 
@@ -279,8 +278,14 @@ class RedisStore:
                 raise asyncio.CancelledError from exc
             raise StoreUnavailable(f"redis {what} failed: {type(exc).__name__}: {exc}") from exc
 
-    async def begin_turn(self, key: SessionKey, *, event_id: str, window: int) -> TurnStart:
-        args: list[str | int] = [event_id, window, int(self.limits.lease_ttl * 1000), int(self.limits.idle_ttl * 1000)]
+    async def begin_turn(self, key: SessionKey, *, event_id: str, window: int, recall: bool = False) -> TurnStart:
+        args: list[str | int] = [
+            event_id,
+            window,
+            int(self.limits.lease_ttl * 1000),
+            int(self.limits.idle_ttl * 1000),
+            1 if recall else 0,
+        ]
         reply = await self._call("begin_turn", lambda: self._begin(keys=_keys(key), args=args))
         status = reply[0]
         if status == "dup":
@@ -289,9 +294,10 @@ class RedisStore:
             return TurnStart(ClaimStatus.IN_PROGRESS)
         if status == "busy":
             return TurnStart(ClaimStatus.BUSY, retry_after=max(int(reply[1]), 0) / 1000)
-        _, token, summary, meta, raw_messages, raw_entities = reply
+        _, token, summary, meta, raw_messages, raw_entities, raw_recall = reply
         fields = _fields(meta)
         context = SessionContext(
+            recall=tuple(self._recall_item(m, s) for m, s in zip(raw_recall[::2], raw_recall[1::2], strict=True)),
             messages=tuple(self._codec.decode(m) for m in raw_messages),
             summary=summary,
             meta=_meta(fields),
@@ -301,7 +307,14 @@ class RedisStore:
         )
         return TurnStart(ClaimStatus.ACQUIRED, Lease(key, int(token), event_id), context)
 
-    async def commit_turn(self, lease: Lease, messages: tuple[StoredMessage, ...], *, platform: str) -> None:
+    async def commit_turn(
+        self,
+        lease: Lease,
+        messages: tuple[StoredMessage, ...],
+        *,
+        platform: str,
+        embedding: TurnEmbedding | None = None,
+    ) -> None:
         user = next((m.user for m in messages if m.role == "user" and m.user), "")
         args: list[str | int] = [
             f"{lease.token}:{lease.event_id}",
@@ -314,6 +327,8 @@ class RedisStore:
             user,
             self.limits.max_unsummarized,
             lease.key.id,
+            self._recall_member(lease.event_id, embedding) if embedding is not None else "",
+            self.limits.max_recall,
             *(self._codec.encode(m) for m in messages),
         ]
         keys = _keys(lease.key)
@@ -359,29 +374,30 @@ class RedisStore:
         keys = [key.store_key("entities"), key.store_key("meta")]
         await self._call("save_entities", lambda: self._save_entities(keys=keys, args=args))
 
-    async def save_recall(self, key: SessionKey, item: RecallItem) -> None:
-        member = json.dumps(
+    def _recall_member(self, event_id: str, embedding: TurnEmbedding) -> str:
+        # The event id keeps two turns with the same words and answer distinct members of the sorted set.
+        return json.dumps(
             {
-                "seq": item.seq,
-                "model": item.model,
-                "vector": base64.b64encode(item.vector).decode(),
-                "text": self._codec.seal(json.dumps(item.text)),
+                "event": event_id,
+                "model": embedding.model,
+                "vector": base64.b64encode(embedding.vector).decode(),
+                "text": self._codec.seal(json.dumps(embedding.text)),
             },
             separators=(",", ":"),
         )
-        keys = [key.store_key("recall"), key.store_key("meta")]
-        args: list[str | int] = [item.seq, member, self.limits.max_recall, int(self.limits.idle_ttl * 1000)]
-        await self._call("save_recall", lambda: self._save_recall(keys=keys, args=args))
+
+    def _recall_item(self, member: str, score: str | float) -> RecallItem:
+        data = json.loads(member)
+        text = json.loads(self._codec.unseal(data["text"]))
+        return RecallItem(int(float(score)), text, base64.b64decode(data["vector"]), str(data["model"]))
 
     async def recall_items(self, key: SessionKey) -> list[RecallItem]:
         recall = key.store_key("recall")
-        members = cast(list[str], await self._call("recall_items", lambda: self._client.zrange(recall, 0, -1)))
-        items = []
-        for member in members:
-            data = json.loads(member)
-            text = json.loads(self._codec.unseal(data["text"]))
-            items.append(RecallItem(int(data["seq"]), text, base64.b64decode(data["vector"]), str(data["model"])))
-        return items
+        rows = cast(
+            list[tuple[str, float]],
+            await self._call("recall_items", lambda: self._client.zrange(recall, 0, -1, withscores=True)),
+        )
+        return [self._recall_item(member, score) for member, score in rows]
 
     async def append_audit(self, key: SessionKey, entry: AuditEntry, *, platform: str, user: str) -> None:
         keys = [key.store_key("audit"), key.store_key("users")]

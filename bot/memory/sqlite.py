@@ -26,6 +26,7 @@ from bot.memory.base import (
     SessionRecord,
     StoreLimits,
     SummaryWork,
+    TurnEmbedding,
     TurnStart,
 )
 from bot.memory.codec import MessageCodec
@@ -190,7 +191,7 @@ class SqliteStore:
             return None
         return row
 
-    async def begin_turn(self, key: SessionKey, *, event_id: str, window: int) -> TurnStart:
+    async def begin_turn(self, key: SessionKey, *, event_id: str, window: int, recall: bool = False) -> TurnStart:
         now = time.time()
         sid = key.id
         async with self._tx() as db:
@@ -214,7 +215,10 @@ class SqliteStore:
             )
             bodies = [r[0] for r in await cur.fetchall()]
             entities = await self._entities(db, sid)
+            total = row["seq"] if row is not None else 0
+            candidates = await self._recall_rows(db, sid, before=total - len(bodies) + 1) if recall and total else []
         context = SessionContext(
+            recall=tuple(self._recall_item(r) for r in candidates),
             messages=tuple(self._codec.decode(b) for b in reversed(bodies)),
             summary=row["summary"] if row is not None else None,
             meta=_meta(row),
@@ -224,7 +228,14 @@ class SqliteStore:
         )
         return TurnStart(ClaimStatus.ACQUIRED, Lease(key, token, event_id), context)
 
-    async def commit_turn(self, lease: Lease, messages: tuple[StoredMessage, ...], *, platform: str) -> None:
+    async def commit_turn(
+        self,
+        lease: Lease,
+        messages: tuple[StoredMessage, ...],
+        *,
+        platform: str,
+        embedding: TurnEmbedding | None = None,
+    ) -> None:
         now = time.time()
         sid = lease.key.id
         async with self._tx() as db:
@@ -247,6 +258,8 @@ class SqliteStore:
                 "DELETE FROM messages WHERE session_id = ? AND seq <= ?",
                 (sid, total - self.limits.keep(total, row["summary_upto"])),
             )
+            if embedding is not None:
+                await self._save_recall(db, sid, last + 1, embedding)
             await db.execute(
                 "UPDATE sessions SET created = COALESCE(created, ?), last_active = ?, platform = ?, turns = turns + 1, "
                 "seq = ?, lease_token = NULL, lease_event = NULL, lease_expires = NULL WHERE id = ?",
@@ -290,30 +303,32 @@ class SqliteStore:
                 [(key.id, name, e.value, e.updated) for name, e in entities.items()],
             )
 
-    async def save_recall(self, key: SessionKey, item: RecallItem) -> None:
-        body = self._codec.seal(json.dumps(item.text))
-        async with self._tx() as db:
-            if await self._row(db, key.id, time.time()) is None:
-                return
-            await db.execute(
-                "INSERT OR REPLACE INTO recall (session_id, seq, model, vector, body) VALUES (?, ?, ?, ?, ?)",
-                (key.id, item.seq, item.model, item.vector, body),
-            )
-            await db.execute(
-                "DELETE FROM recall WHERE session_id = ? AND seq NOT IN "
-                "(SELECT seq FROM recall WHERE session_id = ? ORDER BY seq DESC LIMIT ?)",
-                (key.id, key.id, self.limits.max_recall),
-            )
+    async def _save_recall(self, db: aiosqlite.Connection, sid: str, seq: int, embedding: TurnEmbedding) -> None:
+        await db.execute(
+            "INSERT OR REPLACE INTO recall (session_id, seq, model, vector, body) VALUES (?, ?, ?, ?, ?)",
+            (sid, seq, embedding.model, embedding.vector, self._codec.seal(json.dumps(embedding.text))),
+        )
+        await db.execute(
+            "DELETE FROM recall WHERE session_id = ? AND seq NOT IN "
+            "(SELECT seq FROM recall WHERE session_id = ? ORDER BY seq DESC LIMIT ?)",
+            (sid, sid, self.limits.max_recall),
+        )
+
+    async def _recall_rows(self, db: aiosqlite.Connection, sid: str, *, before: int) -> list[sqlite3.Row]:
+        cur = await db.execute(
+            "SELECT seq, model, vector, body FROM recall WHERE session_id = ? AND seq < ? ORDER BY seq", (sid, before)
+        )
+        return list(await cur.fetchall())
+
+    def _recall_item(self, row: sqlite3.Row) -> RecallItem:
+        return RecallItem(row[0], json.loads(self._codec.unseal(row[3])), bytes(row[2]), row[1])
 
     async def recall_items(self, key: SessionKey) -> list[RecallItem]:
         async with self._tx() as db:
             if await self._row(db, key.id, time.time()) is None:
                 return []
-            cur = await db.execute(
-                "SELECT seq, model, vector, body FROM recall WHERE session_id = ? ORDER BY seq", (key.id,)
-            )
-            rows = await cur.fetchall()
-        return [RecallItem(r[0], json.loads(self._codec.unseal(r[3])), bytes(r[2]), r[1]) for r in rows]
+            rows = await self._recall_rows(db, key.id, before=2**62)
+        return [self._recall_item(r) for r in rows]
 
     async def append_audit(self, key: SessionKey, entry: AuditEntry, *, platform: str, user: str) -> None:
         sid = key.id
