@@ -122,6 +122,7 @@ def build_bot(settings: Settings, *, store: SessionStore | None = None) -> Suppo
             model_name=embedding.name,
             k=settings.memory.recall_k,
             min_score=settings.memory.recall_min_score,
+            preload=embedding.local,
         )
     metrics = TurnMetrics()
     return SupportBot(

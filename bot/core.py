@@ -351,7 +351,7 @@ class SupportBot:
 
         async def embed() -> Vector | None:
             try:
-                with self.metrics.store_seconds.labels("embed").time():
+                with self.metrics.embedding_seconds.time():
                     return await recall.embed(text)
             except Exception as exc:  # the embedding model's own errors: recall is an extra, never a failed turn
                 self.metrics.errors.labels("embedding").inc()
@@ -367,7 +367,9 @@ class SupportBot:
         if self.recall is None or embedding is None or not context.recall:
             return []
         query = await asyncio.shield(embedding)
-        return [] if query is None else self.recall.rank(context.recall, query)
+        recalled = [] if query is None else self.recall.rank(context.recall, query)
+        self.metrics.recalled_turns.inc(len(recalled))
+        return recalled
 
     async def _turn_embedding(
         self, embedding: asyncio.Task[Vector | None] | None, text: str, answer: str
@@ -429,7 +431,9 @@ class SupportBot:
                     break  # an answer, or calls in the last round, which the model was told not to make
                 messages.append(said)
                 for call in said.tool_calls:
-                    messages.append(await self.toolbox.run(call, facts))
+                    result = await self.toolbox.run(call, facts)
+                    self.metrics.tool_calls.labels(call["name"][:64], str(result.artifact)).inc()
+                    messages.append(result)
             answer = "".join(parts)
             if not answer.strip():
                 raise ModelError("the model returned an empty answer")

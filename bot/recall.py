@@ -54,8 +54,10 @@ class Recall:
         model_name: str,
         k: int = 3,
         min_score: float = 0.3,
+        preload: bool = False,
     ) -> None:
         self._embeddings = embeddings
+        self.preload = preload  # a local model worth loading at start rather than in the first turn
         self.model_name = model_name
         self.k = k
         self.min_score = min_score

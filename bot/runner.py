@@ -75,8 +75,19 @@ class Runner:
             if self.bot.toolbox is not None and isinstance(adapter, Escalates) and channel is not None:
                 self.bot.toolbox.register_escalator(adapter.name, adapter.post_escalation, channel=channel)
                 say(f"escalations from {adapter.name} go to channel {channel}")
+        if self.bot.recall is not None and self.bot.recall.preload:
+            # A local embedding model takes seconds to load; better now than in the first user's turn.
+            self._tasks.append(asyncio.create_task(self._warm_recall(), name="supportbot-warm-recall"))
         sweep = sweep_forever(self.store, self.settings.memory.sweep_interval)
         self._tasks.append(asyncio.create_task(sweep, name="supportbot-expiry-sweep"))
+
+    async def _warm_recall(self) -> None:
+        assert self.bot is not None and self.bot.recall is not None
+        try:
+            await self.bot.recall.embed("warm up")
+            log.info("embedding model %s ready", self.bot.recall.model_name)
+        except Exception as exc:  # recall is an extra; turns say so in the log when it keeps failing
+            log.warning("embedding model %s failed to warm up: %s", self.bot.recall.model_name, type(exc).__name__)
 
     async def aclose(self) -> None:
         """Shut down without losing a turn.

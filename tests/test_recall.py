@@ -85,6 +85,7 @@ async def test_a_fact_from_50_turns_ago_is_recalled_and_the_window_no_longer_hol
     block = recalled_block(prompt)
     assert "ZX-4471" in block, "recall brings it back"
     assert "QQ-9999" not in " ".join(m.text for m in prompt), "never another session's fact"
+    assert bot.metrics.recalled_turns._value.get() >= 1
     await bot.aclose()
 
 

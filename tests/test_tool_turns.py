@@ -81,6 +81,7 @@ async def test_a_ticket_is_filed_once_with_the_sessions_context_and_audited(
         reply = await bot.handle(ask)
         assert reply is not None and "INC-0001" in reply.text, "the user gets the ticket id"
         assert await bot.handle(ask) is None, "a redelivery of the same message files nothing"
+        assert bot.metrics.tool_calls.labels("create_ticket", "ok")._value.get() == 1
         await settle(bot)
         await closed(bot)
 
