@@ -53,6 +53,7 @@ format: $(DEV_STAMP)
 
 bench: $(BENCH_STAMP)
 	$(PY) bench/core_bench.py --plot docs/bench_core.png --json docs/bench_core.json
+	$(PY) bench/recall_bench.py --json docs/bench_recall.json
 
 soak: $(DEV_STAMP)
 	$(PY) bench/soak.py --seconds 120 --sessions 200 --json docs/soak.json

@@ -53,10 +53,9 @@ from bot.config import BotSettings, LLMSettings, MemorySettings
 from bot.core import CoreOptions, SupportBot
 from bot.embeddings import HASHING_DIMS, HashingEmbeddings, MiniLMEmbeddings, minilm_available
 from bot.entities import RuleEntityExtractor
-from bot.memory import SessionStore, StoreLimits, open_store
+from bot.memory import RecallItem, SessionStore, StoreLimits, open_store
 from bot.messages import IncomingMessage
-from bot.recall import Recall, RecalledTurn
-from bot.session import SessionKey
+from bot.recall import Recall, RecalledTurn, Vector
 from bot.strategies import BufferStrategy, MemoryStrategy, WindowStrategy
 from bot.summary import ExtractiveSummarizer
 
@@ -497,13 +496,13 @@ class CannedModel(BaseChatModel):
 
 
 class TracedRecall(Recall):
-    """The real recall, remembering which turns were searchable, so a miss can be explained afterwards."""
+    """The real recall, keeping what it was last asked to rank, so a miss can be explained after the turn."""
 
-    last_before: int = 0
+    last: tuple[tuple[RecallItem, ...], Vector] | None = None
 
-    async def search(self, key: SessionKey, text: str, *, before: int) -> list[RecalledTurn]:
-        self.last_before = before
-        return await super().search(key, text, before=before)
+    def rank(self, candidates: Sequence[RecallItem], query: Vector) -> list[RecalledTurn]:
+        self.last = (tuple(candidates), query)
+        return super().rank(candidates, query)
 
 
 @dataclass(frozen=True)
@@ -516,6 +515,7 @@ class Config:
     embeddings: str | None = None  # "minilm" or "hashing"
     budget: bool = True  # llm.max_prompt_tokens applies
     informational: bool = False
+    explain: bool = False  # record which turns outranked a missed fact (the JSON's bulk, so only where it matters)
 
 
 def _window() -> WindowStrategy:
@@ -533,7 +533,7 @@ def _buffer_limits(turns: int) -> StoreLimits:
 CONFIGS: tuple[Config, ...] = (
     Config("window", "window only", lambda t: _window(), lambda t: StoreLimits()),
     Config("buffer", "full buffer", lambda t: BufferStrategy(max_messages=2 * t), _buffer_limits),
-    Config("layered_minilm", "layered (MiniLM)", lambda t: _window(), _layered_limits, True, "minilm"),
+    Config("layered_minilm", "layered (MiniLM)", lambda t: _window(), _layered_limits, True, "minilm", explain=True),
     Config("layered_hashing", "layered (hashing)", lambda t: _window(), _layered_limits, True, "hashing"),
     Config(
         "buffer_unbudgeted",
@@ -568,7 +568,6 @@ def build_side(config: Config, directory: Path, turns: int, embeddings: dict[str
     if config.embeddings is not None:
         name = "all-MiniLM-L6-v2" if config.embeddings == "minilm" else f"hashing-{HASHING_DIMS}"
         recall = TracedRecall(
-            store=store,
             embeddings=embeddings[config.embeddings],
             model_name=name,
             k=RECALL_K,
@@ -629,15 +628,17 @@ def composition(prompt: Sequence[BaseMessage]) -> dict[str, int]:
     return counted
 
 
-async def diagnose(side: Side, key: SessionKey, question: Question, text: str) -> dict[str, Any]:
+def diagnose(side: Side, question: Question) -> dict[str, Any]:
     """Where the fact's turn stood in recall's ranking for this question (computed after the turn, untimed)."""
     assert side.recall is not None
     recall = side.recall
-    items = [i for i in await side.store.recall_items(key) if i.seq < recall.last_before]
+    if recall.last is None:
+        return {"searchable": False}
+    candidates, query = recall.last
+    items = [i for i in candidates if i.model == recall.model_name]
     fact = next((i for i in items if question.token in i.text), None)
     if fact is None:
         return {"searchable": False}
-    query = await recall.embed(text)
     matrix = np.frombuffer(b"".join(i.vector for i in items), dtype=np.float32).reshape(len(items), -1)
     scores = matrix @ query
     order = list(np.argsort(-scores, kind="stable"))
@@ -648,10 +649,10 @@ async def diagnose(side: Side, key: SessionKey, question: Question, text: str) -
         "score": round(float(scores[order[position]]), 3),
         "candidates": len(items),
     }
-    if position >= recall.k:
+    if position >= recall.k and side.config.explain:
         # What took the fact's place: the user's side of each turn recall preferred.
         diag["outranked_by"] = [
-            {"seq": items[i].seq, "score": round(float(scores[i]), 3), "user": items[i].text.split("\n")[0][6:]}
+            {"seq": items[i].seq, "score": round(float(scores[i]), 3), "user": items[i].text.split("\n")[0][6:86]}
             for i in order[: recall.k]
         ]
     return diag
@@ -677,6 +678,8 @@ async def play(sides: list[Side], conversation: Conversation, order_rng: random.
         msg = incoming(conversation, turn, text)
         question = conversation.question_at(turn)
         for side in order_rng.sample(sides, len(sides)):
+            if side.recall is not None:
+                side.recall.last = None  # recall ranks nothing while every turn is still in the window
             started = time.perf_counter()
             reply = await side.bot.handle(msg)
             side.latency_ms.append((time.perf_counter() - started) * 1_000)
@@ -687,10 +690,10 @@ async def play(sides: list[Side], conversation: Conversation, order_rng: random.
             if turn == len(conversation.turns):
                 side.parts_at_last.append(composition(prompt))
             if question is not None:
-                await record(side, conversation, question, prompt, msg)
+                record(side, conversation, question, prompt, msg)
 
 
-async def record(
+def record(
     side: Side, conversation: Conversation, question: Question, prompt: list[BaseMessage], msg: IncomingMessage
 ) -> None:
     found = sources(prompt, question.token)
@@ -704,7 +707,7 @@ async def record(
         "sources": found,
     }
     if side.recall is not None:
-        outcome["recall"] = await diagnose(side, side.bot.session_key(msg), question, msg.text)
+        outcome["recall"] = diagnose(side, question)
     side.outcomes.append(outcome)
 
 
@@ -791,7 +794,8 @@ def summarise(side: Side) -> dict[str, Any]:
         },
         "miss_reasons": miss_reasons(outcomes),
         "fact_in_recall_ranking": fact_score_stats(outcomes),
-        "outcomes": outcomes,
+        # Per question only where there is something to explain: the other rows are all-or-nothing.
+        **({"outcomes": outcomes} if side.recall is not None else {}),
     }
 
 
@@ -840,6 +844,23 @@ def render_table(results: dict[str, Any]) -> str:
         lines.append(f"  fact in recall ranking {c['fact_in_recall_ranking']}")
         lines.append(f"  prompt parts at turn {turns} (median tokens) {c['prompt_tokens']['last_turn_parts_median']}")
     return "\n".join(lines)
+
+
+def compact_json(value: Any, indent: str = "") -> str:
+    """JSON indented like ``indent=2``, but with short objects and every list of numbers on one line.
+
+    The per-question rows and per-turn curves would otherwise take one line per number (half a megabyte).
+    """
+    flat = json.dumps(value, default=str, ensure_ascii=False)
+    scalars = isinstance(value, list) and not any(isinstance(v, dict | list) for v in value)
+    if not isinstance(value, dict | list) or scalars or len(indent) + len(flat) <= 116:
+        return flat
+    inner = indent + "  "
+    if isinstance(value, list):
+        body = ",\n".join(inner + compact_json(v, inner) for v in value)
+        return f"[\n{body}\n{indent}]"
+    body = ",\n".join(f"{inner}{json.dumps(k)}: {compact_json(v, inner)}" for k, v in value.items())
+    return f"{{\n{body}\n{indent}}}"
 
 
 def machine() -> dict[str, Any]:
@@ -934,7 +955,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        args.json.write_text(compact_json(results) + "\n")
     return 0
 
 
