@@ -49,6 +49,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bot.app import UNSUMMARIZED_FACTOR
 from bot.config import BotSettings, LLMSettings, MemorySettings
 from bot.core import CoreOptions, SupportBot
 from bot.embeddings import HASHING_DIMS, HashingEmbeddings, MiniLMEmbeddings, minilm_available
@@ -70,7 +71,6 @@ QUESTIONS_PER_FACT = 2  # each with a different paraphrase
 WINDOW_MESSAGES = 20
 WINDOW_TOKENS = 3_000
 LAYERED_MAX_MESSAGES = 200  # memory.max_messages' default, as a deployment would run it
-UNSUMMARIZED_FACTOR = 5  # bot/app.py keeps up to 5 x max_messages waiting for a fold
 RECALL_K = 3
 MAX_PROMPT_TOKENS = LLMSettings().max_prompt_tokens
 RECALL_MIN_SCORE = MemorySettings().recall_min_score
@@ -423,6 +423,7 @@ class Question:
     kind: str
     token: str
     stated_at: int  # the turn the fact was said in
+    ask: int  # 1 for the first question about this fact, 2 for the second, ...
 
 
 @dataclass(frozen=True)
@@ -451,10 +452,11 @@ def make_conversation(index: int, *, turns: int, seed: int) -> Conversation:
     questions: list[Question] = []
     for n, (kind, token, at) in enumerate(zip(kinds, tokens, plant_turns, strict=True)):
         texts[at - 1] = rng.choice(kind.statements).format(v=token)
-        asks = ask_turns[n * QUESTIONS_PER_FACT : (n + 1) * QUESTIONS_PER_FACT]
-        for ask, phrase in zip(asks, rng.sample(kind.questions, QUESTIONS_PER_FACT), strict=True):
+        asks = sorted(ask_turns[n * QUESTIONS_PER_FACT : (n + 1) * QUESTIONS_PER_FACT])
+        phrases = rng.sample(kind.questions, QUESTIONS_PER_FACT)
+        for number, (ask, phrase) in enumerate(zip(asks, phrases, strict=True), start=1):
             texts[ask - 1] = phrase
-            questions.append(Question(ask, kind.name, token, at))
+            questions.append(Question(ask, kind.name, token, at, number))
     for q in questions:
         # A token that also shows up elsewhere would make a hit meaningless; redraw the whole conversation.
         others = [t for i, t in enumerate(texts, start=1) if i != q.stated_at] + [SYSTEM_PROMPT, REPLY]
@@ -515,7 +517,7 @@ class Config:
     embeddings: str | None = None  # "minilm" or "hashing"
     budget: bool = True  # llm.max_prompt_tokens applies
     informational: bool = False
-    explain: bool = False  # record which turns outranked a missed fact (the JSON's bulk, so only where it matters)
+    explain: bool = False  # per-question rows and what outranked each missed fact (the JSON's bulk)
 
 
 def _window() -> WindowStrategy:
@@ -588,7 +590,7 @@ def build_side(config: Config, directory: Path, turns: int, embeddings: dict[str
 
 
 async def settle(bot: SupportBot) -> None:
-    """Wait for the turn's background upkeep (fold, entities, embedding) by awaiting it, not by polling."""
+    """Wait for the turn's background upkeep (summary fold, entity extraction) by awaiting it, not by polling."""
     while bot.in_flight:
         tasks = bot.upkeep.tasks
         if tasks:
@@ -702,6 +704,7 @@ def record(
         "turn": question.turn,
         "kind": question.kind,
         "stated_at": question.stated_at,
+        "ask": question.ask,
         "question": msg.text,
         "hit": bool(found),
         "sources": found,
@@ -760,9 +763,11 @@ def summarise(side: Side) -> dict[str, Any]:
     every = [t for conv in side.tokens for t in conv]
     last = [conv[-1] for conv in side.tokens]
     by_kind: dict[str, list[bool]] = {}
+    by_ask: dict[int, list[bool]] = {}
     by_source: dict[str, int] = {}
     for o in outcomes:
         by_kind.setdefault(o["kind"], []).append(o["hit"])
+        by_ask.setdefault(o["ask"], []).append(o["hit"])
         for s in o["sources"]:
             by_source[s] = by_source.get(s, 0) + 1
     turns = len(side.tokens[0])
@@ -778,6 +783,8 @@ def summarise(side: Side) -> dict[str, Any]:
         "hits": hits,
         "recall_at_k": round(hits / len(outcomes), 4) if outcomes else None,
         "recall_by_kind": {k: round(sum(v) / len(v), 3) for k, v in sorted(by_kind.items())},
+        # The canned reply never repeats the fact, so a second question cannot profit from the first one's answer.
+        "recall_by_ask": {str(k): round(sum(v) / len(v), 3) for k, v in sorted(by_ask.items())},
         "hits_by_source": by_source,
         "prompt_tokens": {
             "median": statistics.median(every),
@@ -794,8 +801,8 @@ def summarise(side: Side) -> dict[str, Any]:
         },
         "miss_reasons": miss_reasons(outcomes),
         "fact_in_recall_ranking": fact_score_stats(outcomes),
-        # Per question only where there is something to explain: the other rows are all-or-nothing.
-        **({"outcomes": outcomes} if side.recall is not None else {}),
+        # Per question only for the row the target is about; the others are summed up above.
+        **({"outcomes": outcomes} if side.config.explain else {}),
     }
 
 
@@ -847,7 +854,7 @@ def render_table(results: dict[str, Any]) -> str:
 
 
 def compact_json(value: Any, indent: str = "") -> str:
-    """JSON indented like ``indent=2``, but with short objects and every list of numbers on one line.
+    """JSON indented like ``indent=2``, but short objects, lists of numbers and each row of a list on one line.
 
     The per-question rows and per-turn curves would otherwise take one line per number (half a megabyte).
     """
@@ -857,8 +864,9 @@ def compact_json(value: Any, indent: str = "") -> str:
         return flat
     inner = indent + "  "
     if isinstance(value, list):
-        body = ",\n".join(inner + compact_json(v, inner) for v in value)
-        return f"[\n{body}\n{indent}]"
+        # One row per line (a question and its diagnosis), however long: a table, not a tree.
+        rows = (json.dumps(v, default=str, ensure_ascii=False) for v in value)
+        return "[\n" + ",\n".join(inner + row for row in rows) + f"\n{indent}]"
     body = ",\n".join(f"{inner}{json.dumps(k)}: {compact_json(v, inner)}" for k, v in value.items())
     return f"{{\n{body}\n{indent}}}"
 
@@ -896,17 +904,23 @@ async def run(conversations: int, turns: int, seed: int, progress: Callable[[str
     directory = Path(tempfile.mkdtemp(prefix="supportbot-recall-bench-"))
     sides = [build_side(config, directory, turns, embeddings) for config in CONFIGS]
     order_rng = random.Random(seed)
+    distinct: list[float] = []
     try:
         for n in range(conversations):
             started = time.perf_counter()
-            await play(sides, make_conversation(n, turns=turns, seed=seed), order_rng)
+            conversation = make_conversation(n, turns=turns, seed=seed)
+            distinct.append(len(set(conversation.turns)) / turns)
+            await play(sides, conversation, order_rng)
             progress(f"conversation {n + 1}/{conversations} done in {time.perf_counter() - started:.1f} s")
     finally:
         for side in sides:
             await side.bot.aclose()
             await side.store.aclose()
         shutil.rmtree(directory, ignore_errors=True)
-    return {"configs": {side.config.key: summarise(side) for side in sides}}
+    return {
+        "configs": {side.config.key: summarise(side) for side in sides},
+        "distinct_user_messages_median": round(statistics.median(distinct), 3),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

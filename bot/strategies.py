@@ -124,38 +124,86 @@ def build_prompt(
     least similar recalled turns, then the oldest messages of the window (down to the last exchange), then the
     summary, then the rest of the window. The system prompt and the new message always stay.
     """
-    window = strategy.select([to_langchain(m) for m in context.messages])
-    summary = context.summary
-    kb = sorted(snippets, key=lambda s: s.score, reverse=True)
-    earlier = sorted(recalled, key=lambda t: t.score, reverse=True)
+    parts = _PromptParts(
+        system_prompt=system_prompt,
+        summary=context.summary,
+        recalled=sorted(recalled, key=lambda t: t.score, reverse=True),
+        kb=sorted(snippets, key=lambda s: s.score, reverse=True),
+        window=strategy.select([to_langchain(m) for m in context.messages]),
+        text=text,
+    )
+    if max_tokens is not None:
+        parts.cut(max_tokens)
+    return parts.render()
 
-    def render() -> list[BaseMessage]:
-        prompt: list[BaseMessage] = [SystemMessage(content=system_prompt)]
-        if summary:
-            prompt.append(SystemMessage(content=f"Summary of the earlier conversation:\n{summary}"))
-        if earlier:
-            prompt.append(SystemMessage(content=_recall_block(earlier)))
-        if kb:
-            prompt.append(SystemMessage(content=_knowledge_block(kb)))
-        prompt.extend(window)
-        prompt.append(HumanMessage(content=text))
-        return prompt
 
-    prompt = render()
-    while max_tokens is not None and count_tokens_approximately(prompt) > max_tokens:
-        if kb:
-            kb.pop()
-        elif earlier:
-            earlier.pop()
-        elif len(window) > 2:
-            del window[0]
-            while window and window[0].type != "human":
-                del window[0]
-        elif summary:
-            summary = None
-        elif window:
-            del window[0]
-        else:
-            break
-        prompt = render()
-    return prompt
+class _PromptParts:
+    """A prompt's parts, most valuable last in each list, so cutting pops from the end (or the window's start)."""
+
+    def __init__(
+        self,
+        *,
+        system_prompt: str,
+        summary: str | None,
+        recalled: list[RecalledTurn],
+        kb: list[Snippet],
+        window: list[BaseMessage],
+        text: str,
+    ) -> None:
+        self.system_prompt, self.summary, self.recalled, self.kb = system_prompt, summary, recalled, kb
+        self.window, self.text = window, text
+
+    def summary_block(self) -> list[BaseMessage]:
+        return [SystemMessage(content=f"Summary of the earlier conversation:\n{self.summary}")] if self.summary else []
+
+    def recall_block(self) -> list[BaseMessage]:
+        return [SystemMessage(content=_recall_block(self.recalled))] if self.recalled else []
+
+    def knowledge_block(self) -> list[BaseMessage]:
+        return [SystemMessage(content=_knowledge_block(self.kb))] if self.kb else []
+
+    def render(self) -> list[BaseMessage]:
+        return [
+            SystemMessage(content=self.system_prompt),
+            *self.summary_block(),
+            *self.recall_block(),
+            *self.knowledge_block(),
+            *self.window,
+            HumanMessage(content=self.text),
+        ]
+
+    def cut(self, max_tokens: int) -> None:
+        """Drop parts, least valuable first, until the prompt fits ``max_tokens`` (or only the essentials are left).
+
+        The counter adds up per message, so each part is counted once and a part is counted again only when it
+        changes: cutting a long buffer stays linear in its length.
+        """
+        count = count_tokens_approximately
+        fixed = count([SystemMessage(content=self.system_prompt), HumanMessage(content=self.text)])
+        blocks = {"summary": count(self.summary_block()), "recall": count(self.recall_block())}
+        blocks["kb"] = count(self.knowledge_block())
+        window_costs = [count([m]) for m in self.window]
+        window_total = sum(window_costs)
+
+        def drop_oldest() -> None:
+            nonlocal window_total
+            window_total -= window_costs.pop(0)
+            del self.window[0]
+
+        while fixed + sum(blocks.values()) + window_total > max_tokens:
+            if self.kb:
+                self.kb.pop()
+                blocks["kb"] = count(self.knowledge_block())
+            elif self.recalled:
+                self.recalled.pop()
+                blocks["recall"] = count(self.recall_block())
+            elif len(self.window) > 2:
+                drop_oldest()
+                while self.window and self.window[0].type != "human":
+                    drop_oldest()
+            elif self.summary:
+                self.summary, blocks["summary"] = None, 0
+            elif self.window:
+                drop_oldest()
+            else:
+                break

@@ -7,6 +7,7 @@ between — so folds are idempotent, and a message is trimmed from storage only 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -23,7 +24,11 @@ FOLD_INSTRUCTIONS = (
     "at most {words} words. Answer with the summary only."
 )
 EXTRACT_POINT_CHARS = 160  # of each user message kept by the offline summary
-EXTRACT_MAX_CHARS = 4_000  # the offline summary drops its oldest points beyond this
+# About 400 tokens: the window already shows the recent messages, and recall brings back older ones on demand.
+EXTRACT_MAX_CHARS = 1_600
+# A point naming something concrete (a version, code, tag, extension, ticket: a token with a digit) is what a
+# later turn asks about; a point without one goes first when the summary is full.
+_CONCRETE = re.compile(r"\b[\w.#-]*\d[\w.#-]*\b")
 
 
 class Summarizer(Protocol):
@@ -68,7 +73,11 @@ class ModelSummarizer:
 
 
 class ExtractiveSummarizer:
-    """The offline summary: what the user said, one line each, newest last; no model needed."""
+    """The offline summary: what the user said, one line each, oldest first; no model needed.
+
+    When it outgrows ``EXTRACT_MAX_CHARS`` the oldest points without anything concrete in them go first, then the
+    oldest of the rest: "my asset tag is ZX-4471" outlives "thanks, that worked".
+    """
 
     async def fold(self, summary: str | None, messages: Sequence[StoredMessage]) -> str:
         points = [line for line in (summary or "").splitlines() if line.startswith("- ")]
@@ -76,6 +85,13 @@ class ExtractiveSummarizer:
             if m.role == "user":
                 text = " ".join(m.content.split())
                 points.append(f"- {text[:EXTRACT_POINT_CHARS]}{'…' if len(text) > EXTRACT_POINT_CHARS else ''}")
-        while points and sum(len(p) + 1 for p in points) > EXTRACT_MAX_CHARS:
-            points.pop(0)
-        return "Earlier, the user said:\n" + "\n".join(points)
+        size = sum(len(p) + 1 for p in points)
+        vague = [i for i, p in enumerate(points) if not _CONCRETE.search(p)]
+        dropped: set[int] = set()
+        for i in [*vague, *range(len(points))]:
+            if size <= EXTRACT_MAX_CHARS:
+                break
+            if i not in dropped:
+                dropped.add(i)
+                size -= len(points[i]) + 1
+        return "Earlier, the user said:\n" + "\n".join(p for i, p in enumerate(points) if i not in dropped)

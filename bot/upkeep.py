@@ -12,9 +12,9 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from bot.entities import EntityExtractor
+from bot.entities import EntityExtractor, merge_listed
 from bot.errors import ModelError, StoreUnavailable
-from bot.memory.base import Entity, SessionContext, SessionStore
+from bot.memory.base import Entities, Entity, SessionContext, SessionStore
 from bot.metrics import TurnMetrics
 from bot.session import SessionKey
 from bot.summary import Summarizer
@@ -51,7 +51,7 @@ class Upkeep:
         """Schedule what a saved turn calls for; ``context`` is what the turn read, ``saved`` what it appended."""
         self._schedule_fold(key, context, saved=saved)
         if self.extractor is not None:
-            self._spawn(self._extract(key, text), name=f"supportbot-entities:{key.id}")
+            self._spawn(self._extract(key, text, context.entities), name=f"supportbot-entities:{key.id}")
 
     def _spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
         task = asyncio.get_running_loop().create_task(work, name=name)
@@ -88,13 +88,17 @@ class Upkeep:
             self._metrics.count_error(exc)
             log.warning("summary fold failed for session %s: %s", key.id, exc, extra={"session_id": key.id})
 
-    async def _extract(self, key: SessionKey, text: str) -> None:
+    async def _extract(self, key: SessionKey, text: str, known: Entities) -> None:
         assert self.extractor is not None
         try:
             facts = await self.extractor.extract(text)
             if facts:
                 now = time.time()
-                await self._store.save_entities(key, {name: Entity(value, now) for name, value in facts.items()})
+                entities = {
+                    name: Entity(merge_listed(name, known[name].value if name in known else None, value), now)
+                    for name, value in facts.items()
+                }
+                await self._store.save_entities(key, entities)
         except (ModelError, StoreUnavailable) as exc:
             self._metrics.count_error(exc)
             log.warning("entity extraction failed for session %s: %s", key.id, exc, extra={"session_id": key.id})

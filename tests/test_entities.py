@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from bot.entities import ModelEntityExtractor, RuleEntityExtractor
 from bot.export import recap, session_document
 from bot.memory.memory import MemoryStore
@@ -28,6 +30,46 @@ async def test_the_offline_patterns_find_what_helpdesk_users_say() -> None:
         "location": "Berlin office",
     }
     assert await RuleEntityExtractor().extract("what did I say?") == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "facts"),
+    [
+        ("My laptop asset tag is ZX-4471", {"asset_tag": "ZX-4471"}),
+        ("Asset number: 99812", {"asset_tag": "99812"}),
+        ("my computer name is WS1234.corp.example.com.", {"hostname": "WS1234.corp.example.com"}),
+        ("please send it to printer PRN-3F-EAST", {"printer": "PRN-3F-EAST"}),
+        ("my desk phone is ext. 2231", {"phone_extension": "2231"}),
+        ("I sit at desk 4B-12 near the window", {"desk": "4B-12"}),
+        ("Cisco AnyConnect version 4.10.05095 crashes", {"vpn_client": "Cisco AnyConnect version 4.10.05095"}),
+        # Labels without an identifier are ordinary words.
+        ("the printer is broken, ask the service desk about asset management", {}),
+        ("I'm at my desk now; I have an extension cord", {}),
+    ],
+)
+async def test_identifiers_need_a_label_and_a_digit(text: str, facts: dict[str, str]) -> None:
+    assert await RuleEntityExtractor().extract(text) == facts
+
+
+async def test_error_codes_and_tickets_accumulate_while_other_facts_are_replaced(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    model = RecordingModel()
+    bot = make_bot(store, model, extractor=RuleEntityExtractor())
+    for text in [
+        "Outlook shows error 0x80070005 on Windows 10",
+        "now Teams says error 0x800488ee",
+        "and again 0x80070005, ticket INC0012345; I moved to Windows 11",
+        "also error 0xCAA70004 and 0x8004de40",
+        "done",
+    ]:
+        await bot.handle(message(text))
+        await settle(bot)
+    record = await store.get(bot.session_key(message("x")))
+    assert record is not None
+    assert record.entities["error_code"].value == "0x800488ee; 0x80070005; 0xCAA70004", "a repeat moves last"
+    assert record.entities["os"].value == "Windows 11"
+    assert record.entities["ticket"].value == "INC0012345"
+    await bot.aclose()
 
 
 async def test_newer_facts_replace_older_ones_and_reach_the_prompt(store_factory: StoreFactory) -> None:

@@ -98,3 +98,23 @@ async def test_the_model_writes_the_summary_and_a_failed_fold_is_retried(
         last_prompt = fake_openai.requests[-2].messages
     assert any(str(m["content"]).startswith("Summary of the earlier conversation:\nSUMMARY #") for m in last_prompt)
     await bot.aclose()
+
+
+async def test_the_offline_summary_keeps_concrete_points_when_it_is_full() -> None:
+    from bot.messages import StoredMessage
+    from bot.summary import EXTRACT_MAX_CHARS, ExtractiveSummarizer
+
+    said = [StoredMessage("user", "My laptop's asset tag is ZX-4471", 1.0)]
+    said += [
+        StoredMessage("user", f"thanks, that sort of worked, but something else is odd now {'.' * i}", 2.0)
+        for i in range(40)
+    ]
+    said += [StoredMessage("user", "Outlook says error 0x800488ee", 3.0)]
+    summary = await ExtractiveSummarizer().fold(None, said)
+    assert len(summary) <= EXTRACT_MAX_CHARS + len("Earlier, the user said:\n")
+    lines = summary.splitlines()[1:]
+    assert lines[0] == "- My laptop's asset tag is ZX-4471" and lines[-1] == "- Outlook says error 0x800488ee"
+    assert "something else is odd now " + "." * 39 in summary, "the newest vague points stay while there is room"
+    assert "something else is odd now \n" not in summary + "\n", "the oldest vague ones went first"
+    again = await ExtractiveSummarizer().fold(summary, [StoredMessage("user", "new problem: VPN 809", 4.0)])
+    assert "ZX-4471" in again and again.endswith("- new problem: VPN 809")
