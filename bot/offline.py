@@ -19,6 +19,7 @@ from pydantic import ConfigDict
 
 from bot.kb import Hit, KnowledgeBase
 from bot.strategies import RECALL_HEADER
+from bot.words import content_words
 
 NOT_CONFIGURED_NOTE = (
     "Note: no language model is configured, so this answer comes from the knowledge base. "
@@ -31,6 +32,10 @@ _RECALL = re.compile(
     r"(did|have) i (say|said|tell|told|report|reported|mention|mentioned|ask|asked|write|wrote)|"
     r"i (said|told|reported|mentioned|asked|wrote))\b",
     re.IGNORECASE,
+)
+# Words of "what did I say earlier" questions that say nothing about what the user is asking for.
+_RECALL_WORDS = frozenset(
+    {"say", "said", "tell", "told", "mention", "mentioned", "earlier", "before", "again", "remind"}
 )
 _QUOTE_CHARS = 160
 _RECAP_MESSAGES = 3
@@ -56,6 +61,14 @@ def _article(kb: KnowledgeBase, hit: Hit) -> str:
         body = body[:_STEPS_CHARS].rsplit("\n", 1)[0] + "\n…"
     heading = "" if section.heading == section.article else f" — {section.heading}"
     return f"From the help article **{section.article}**{heading}:\n\n{body}"
+
+
+def _about(question: str, said: Sequence[str], *, limit: int = 2) -> list[str]:
+    """Up to ``limit`` of ``said`` sharing the most topic words with ``question``, in the order they were said."""
+    wanted = set(content_words(question)) - _RECALL_WORDS
+    overlap = {i: len(wanted & set(content_words(text))) for i, text in enumerate(said)}
+    best = sorted((i for i in overlap if overlap[i]), key=lambda i: (-overlap[i], -i))[:limit]
+    return [said[i] for i in sorted(best)]
 
 
 def _recalled_questions(messages: Sequence[BaseMessage]) -> list[str]:
@@ -94,6 +107,10 @@ class OfflineResponder(BaseChatModel):
             if recalled:
                 quotes = "\n".join(f"- {_quote(t)}" for t in recalled)
                 parts.append(f"From earlier in this conversation, you told me:\n{quotes}")
+            relevant = _about(new, earlier[:-_RECAP_MESSAGES])
+            if relevant:
+                quotes = "\n".join(f"- {_quote(t)}" for t in relevant)
+                parts.append(f"Earlier you told me:\n{quotes}")
             if earlier:
                 recap = "\n".join(f"- {_quote(t)}" for t in earlier[-_RECAP_MESSAGES:])
                 parts.append(f"Here is what you have told me most recently:\n{recap}")

@@ -263,3 +263,15 @@ async def test_the_offline_responder_quotes_recalled_turns(tmp_path: Path) -> No
     assert reply is not None and "ZX-4471" in reply.text
     await bot.aclose()
     await bot.store.aclose()
+
+
+async def test_the_offline_responder_finds_the_earlier_message_a_question_is_about(tmp_path: Path) -> None:
+    bot = build_bot(settings_for(SUPPORTBOT_MEMORY__STORE_URL=f"sqlite:///{tmp_path}/s.db"))
+    await bot.handle(message("My laptop asset tag is ZX-4471"))
+    for text in FILLER[:5]:  # all still in the window, but more than the last three
+        await bot.handle(message(text))
+    reply = await bot.handle(message("What did I say my laptop asset tag was?"))
+    assert reply is not None and "Earlier you told me:\n- “My laptop asset tag is ZX-4471”" in reply.text
+    await settle(bot)
+    await bot.aclose()
+    await bot.store.aclose()
