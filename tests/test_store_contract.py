@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -26,10 +27,12 @@ def pair(n: int, *, event: str | None = None) -> tuple[StoredMessage, StoredMess
     )
 
 
-async def turn(store: SessionStore, key: SessionKey, n: int, *, window: int = 50) -> None:
+async def turn(
+    store: SessionStore, key: SessionKey, n: int, *, window: int = 50, embedding: TurnEmbedding | None = None
+) -> None:
     start = await store.begin_turn(key, event_id=f"e{n}", window=window)
     assert start.status is ClaimStatus.ACQUIRED and start.lease is not None
-    await store.commit_turn(start.lease, pair(n), platform=key.platform)
+    await store.commit_turn(start.lease, pair(n), platform=key.platform, embedding=embedding)
 
 
 async def test_new_session_starts_empty(store_factory: StoreFactory) -> None:
@@ -345,15 +348,16 @@ async def test_encrypted_bodies_are_unreadable_at_rest_and_keys_rotate(
 
     try:
         writer = store_with(EncryptedCodec([old]))
-        await turn(writer, KEY, 1)
+        await turn(writer, KEY, 1, embedding=TurnEmbedding("User: question 1", bytes(8), "m"))
         rotated = store_with(EncryptedCodec([new, old]))  # new key first: new writes use it, old data still reads
-        await turn(rotated, KEY, 2)
+        await turn(rotated, KEY, 2, embedding=TurnEmbedding("User: question 2", bytes(8), "m"))
         record = await rotated.get(KEY)
         assert record is not None
         assert [m.content for m in record.messages] == ["question 1", "answer 1", "question 2", "answer 2"]
+        assert [i.text for i in await rotated.recall_items(KEY)] == ["User: question 1", "User: question 2"]
 
         raw = await raw_bodies(backend, writer, tmp_path)
-        assert raw and all(body.startswith("enc:") for body in raw)
+        assert len(raw) == 6 and all(body.startswith("enc:") for body in raw), "messages and recalled turns"
         assert not any("question" in body for body in raw), "no plaintext at rest"
         with pytest.raises(StoreUnavailable, match="encrypted"):
             await store_with(MessageCodec()).get(KEY)
@@ -369,9 +373,11 @@ async def raw_bodies(backend: str, store: SessionStore, tmp_path: Path) -> list[
         import sqlite3
 
         with sqlite3.connect(tmp_path / "sessions.db") as db:
-            return [row[0] for row in db.execute("SELECT body FROM messages")]
+            return [row[0] for row in db.execute("SELECT body FROM messages UNION ALL SELECT body FROM recall")]
     assert isinstance(store, RedisStore)
-    return [str(b) for b in await store._client.lrange(KEY.store_key("msgs"), 0, -1)]
+    messages = [str(b) for b in await store._client.lrange(KEY.store_key("msgs"), 0, -1)]
+    recalled = [json.loads(m)["text"] for m in await store._client.zrange(KEY.store_key("recall"), 0, -1)]
+    return messages + recalled
 
 
 def audit_entry(event: str, tool: str = "create_ticket", *, at: float | None = None) -> AuditEntry:
