@@ -7,6 +7,9 @@ IDLE_TTL_S = 7 * 86_400  # 7 days without a turn and a session is gone
 DEDUPE_TTL_S = 86_400  # 1 day: how long an answered delivery id is remembered
 LEASE_TTL_S = 120.0  # a crashed lease holder blocks its session for at most 2 minutes
 LEASE_WAIT_S = 150.0  # how long a turn waits for a busy session before giving up
+# How long a turn waits for its message's embedding (started before the model call) before going on without
+# recall: a slow embedding endpoint must not hold the reply back for its whole timeout and retries.
+EMBEDDING_WAIT_S = 5.0
 LEASE_RETRY_MIN_S = 0.005  # 5 ms first back-off when another process holds the lease
 LEASE_RETRY_MAX_S = 0.25  # 250 ms back-off ceiling
 SWEEP_INTERVAL_S = 300.0  # 5 minutes between expiry sweeps of the embedded stores

@@ -15,7 +15,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.runnables import Runnable
 
-from bot.constants import LEASE_RETRY_MAX_S, LEASE_RETRY_MIN_S, LEASE_WAIT_S, MAX_MESSAGE_CHARS
+from bot.constants import EMBEDDING_WAIT_S, LEASE_RETRY_MAX_S, LEASE_RETRY_MIN_S, LEASE_WAIT_S, MAX_MESSAGE_CHARS
 from bot.entities import EntityExtractor, entities_block
 from bot.errors import InvalidMessage, LeaseLost, ModelError, SessionBusy, ShuttingDown, StoreUnavailable
 from bot.kb import KnowledgeBase
@@ -273,14 +273,14 @@ class SupportBot:
             )
         return reply
 
-    async def _begin(self, key: SessionKey, event_id: str) -> TurnStart:
+    async def _begin(self, key: SessionKey, event_id: str, *, recall_after: int | None = None) -> TurnStart:
         """Claim the delivery and take the lease, backing off while another process holds the session."""
         deadline = time.monotonic() + self.options.lease_wait
         delay = LEASE_RETRY_MIN_S
         while True:
             with self.metrics.store_seconds.labels("begin").time():
                 start = await self.store.begin_turn(
-                    key, event_id=event_id, window=self.strategy.load_size, recall=self.recall is not None
+                    key, event_id=event_id, window=self.strategy.load_size, recall_after=recall_after
                 )
             if start.status is not ClaimStatus.BUSY:
                 return start
@@ -293,8 +293,9 @@ class SupportBot:
     async def _locked_turn(
         self, msg: IncomingMessage, key: SessionKey, text: str, sink: Sink | None, *, started: float
     ) -> Reply | None:
+        recall_after = self.recall.fetched_upto(key) if self.recall is not None else None
         try:
-            start = await self._begin(key, msg.event_id)
+            start = await self._begin(key, msg.event_id, recall_after=recall_after)
         except StoreUnavailable as exc:
             self._count_error(exc)
             log.error("memory unavailable for session %s: %s", key.id, exc, extra={"session_id": key.id})
@@ -317,7 +318,7 @@ class SupportBot:
         # The message is embedded while the model answers; recall waits for it only when there is something to rank.
         embedding = self._embed_soon(key, text)
         try:
-            recalled = await self._recalled(start.context, embedding)
+            recalled = await self._recalled(key, start.context, embedding, after=recall_after or 0)
             prompt = self._prompt(start.context, text, recalled)
             facts = TurnFacts(key, msg.event_id, msg.platform, msg.user, start.context, text)
             with self.metrics.model_seconds.time():
@@ -325,7 +326,7 @@ class SupportBot:
             user = StoredMessage("user", text, msg.timestamp, user=msg.user, event_id=msg.event_id)
             reply_message = StoredMessage("assistant", answer, time.time()) if answer else None
             messages = (user,) if reply_message is None else (user, reply_message)
-            turn_embedding = await self._turn_embedding(embedding, text, answer)
+            turn_embedding = await self._turn_embedding(key, embedding, text, answer)
             saved = await self._save(start.lease, messages, platform=msg.platform, embedding=turn_embedding)
             lease = None
             if not saved:
@@ -360,23 +361,40 @@ class SupportBot:
 
         return asyncio.get_running_loop().create_task(embed(), name=f"supportbot-embed:{key.id}")
 
+    async def _vector(self, embedding: asyncio.Task[Vector | None], key: SessionKey) -> Vector | None:
+        """The message's embedding, or ``None`` if the model failed or is slower than ``EMBEDDING_WAIT_S``."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(embedding), EMBEDDING_WAIT_S)
+        except TimeoutError:
+            self.metrics.errors.labels("embedding").inc()
+            log.warning("embedding for session %s took over %.0f s; recall skipped", key.id, EMBEDDING_WAIT_S)
+            return None
+
     async def _recalled(
-        self, context: SessionContext, embedding: asyncio.Task[Vector | None] | None
+        self, key: SessionKey, context: SessionContext, embedding: asyncio.Task[Vector | None] | None, *, after: int
     ) -> list[RecalledTurn]:
         """Earlier turns of this session, out of the window, similar to the new message."""
-        if self.recall is None or embedding is None or not context.recall:
+        if self.recall is None or embedding is None:
             return []
-        query = await asyncio.shield(embedding)
-        recalled = [] if query is None else self.recall.rank(context.recall, query)
+        try:
+            candidates = await self.recall.candidates(self.store, key, context, after=after)
+        except StoreUnavailable as exc:
+            self._count_error(exc)
+            log.warning("recall skipped for session %s: %s", key.id, exc, extra={"session_id": key.id})
+            return []
+        if not candidates:
+            return []
+        query = await self._vector(embedding, key)
+        recalled = [] if query is None else self.recall.rank(candidates, query)
         self.metrics.recalled_turns.inc(len(recalled))
         return recalled
 
     async def _turn_embedding(
-        self, embedding: asyncio.Task[Vector | None] | None, text: str, answer: str
+        self, key: SessionKey, embedding: asyncio.Task[Vector | None] | None, text: str, answer: str
     ) -> TurnEmbedding | None:
         if self.recall is None or embedding is None:
             return None
-        vector = await asyncio.shield(embedding)
+        vector = await self._vector(embedding, key)
         return None if vector is None else self.recall.embedding(vector, question=text, answer=answer or None)
 
     def _prompt(self, context: SessionContext, text: str, recalled: Sequence[RecalledTurn] = ()) -> list[BaseMessage]:
@@ -431,9 +449,7 @@ class SupportBot:
                     break  # an answer, or calls in the last round, which the model was told not to make
                 messages.append(said)
                 for call in said.tool_calls:
-                    result = await self.toolbox.run(call, facts)
-                    self.metrics.tool_calls.labels(call["name"][:64], str(result.artifact)).inc()
-                    messages.append(result)
+                    messages.append(await self.toolbox.run(call, facts))
             answer = "".join(parts)
             if not answer.strip():
                 raise ModelError("the model returned an empty answer")

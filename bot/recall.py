@@ -8,7 +8,7 @@ at most ``memory.recall_max_turns`` of them.
 
 from __future__ import annotations
 
-import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,11 +16,13 @@ import numpy as np
 import numpy.typing as npt
 from langchain_core.embeddings import Embeddings
 
-from bot.memory.base import RecallItem, TurnEmbedding
-
-log = logging.getLogger("supportbot.recall")
+from bot.memory.base import RecallItem, SessionContext, SessionStore, TurnEmbedding
+from bot.session import SessionKey
 
 TURN_CHARS = 1_000  # of a recalled turn's text, stored and shown
+# Candidates kept in this process across sessions (about 2 KB each with MiniLM): without the cache every turn of a
+# long session would read all its vectors again, some 400 KB at 200 turns.
+CACHED_ITEMS = 20_000
 
 Vector = npt.NDArray[np.float32]
 
@@ -38,6 +40,13 @@ def turn_text(question: str, answer: str | None) -> str:
     """A turn as the prompt shows it when recalled."""
     text = f"User: {question}" + (f"\nAssistant: {answer}" if answer else "")
     return text if len(text) <= TURN_CHARS else text[: TURN_CHARS - 1] + "…"
+
+
+@dataclass(slots=True)
+class _Candidates:
+    created: float  # the session's creation time: a session erased and started again is another generation
+    upto: int  # every candidate with a sequence number up to this one is in ``items``
+    items: list[RecallItem]
 
 
 class Recall:
@@ -61,6 +70,47 @@ class Recall:
         self.model_name = model_name
         self.k = k
         self.min_score = min_score
+        self._cache: OrderedDict[str, _Candidates] = OrderedDict()  # session id -> its candidates, LRU
+        self._cached_items = 0
+
+    def fetched_upto(self, key: SessionKey) -> int:
+        """The sequence number up to which this process holds ``key``'s candidates: ``begin_turn``'s
+        ``recall_after``, so a turn reads only the vectors that left the window since the last one."""
+        cached = self._cache.get(key.id)
+        return cached.upto if cached is not None else 0
+
+    async def candidates(
+        self, store: SessionStore, key: SessionKey, context: SessionContext, *, after: int
+    ) -> list[RecallItem]:
+        """Every embedded turn of the session older than the window: the cached ones plus what ``begin_turn``
+        read after ``after`` (``context.recall``).
+
+        The cache is trusted only for the same generation of the session; otherwise (erased and started again, or
+        evicted meanwhile) the candidates are read whole, a store call that is rare by construction.
+
+        Raises:
+            StoreUnavailable: that whole read failed.
+        """
+        first_in_window = context.total - len(context.messages) + 1
+        created = context.meta.created if context.meta is not None else None
+        cached = self._cache.pop(key.id, None)
+        if cached is not None:
+            self._cached_items -= len(cached.items)
+        if created is None:
+            return []
+        if not after:
+            items = list(context.recall)
+        elif cached is not None and cached.created == created:
+            items = cached.items + list(context.recall)
+        else:
+            items = [i for i in await store.recall_items(key) if i.seq < first_in_window]
+        items = items[-store.limits.max_recall :]
+        self._cache[key.id] = _Candidates(created, max(after, first_in_window - 1), items)
+        self._cached_items += len(items)
+        while self._cached_items > CACHED_ITEMS and len(self._cache) > 1:
+            _, evicted = self._cache.popitem(last=False)
+            self._cached_items -= len(evicted.items)
+        return items
 
     async def embed(self, text: str) -> Vector:
         """The L2-normalised embedding of ``text``.

@@ -71,8 +71,8 @@ class Runner:
         for adapter in enabled:
             await adapter.start(self.bot)
             self.adapters.append(adapter)
-            channel = adapter.escalation_channel if isinstance(adapter, Escalates) else None
-            if self.bot.toolbox is not None and isinstance(adapter, Escalates) and channel is not None:
+            if self.bot.toolbox is not None and isinstance(adapter, Escalates) and adapter.escalation_channel:
+                channel = adapter.escalation_channel
                 self.bot.toolbox.register_escalator(adapter.name, adapter.post_escalation, channel=channel)
                 say(f"escalations from {adapter.name} go to channel {channel}")
         if self.bot.recall is not None and self.bot.recall.preload:

@@ -439,6 +439,9 @@ class Toolbox:
         content, report = await self._execute(name, args, call_id, facts)
         latency_ms = (time.perf_counter() - clock) * 1000
         await self._audit(facts, name, args, report, content, started=started, latency_ms=latency_ms)
+        if self._metrics is not None:
+            # A name the model made up is counted as "unknown", so it cannot grow the metric's label set.
+            self._metrics.tool_calls.labels(name if name in self._tools else "unknown", report.outcome).inc()
         return ToolMessage(
             content,
             tool_call_id=call_id,

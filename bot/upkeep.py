@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
-from typing import Any
 
 from bot.entities import EntityExtractor, merge_listed
 from bot.errors import ModelError, StoreUnavailable
@@ -51,12 +49,11 @@ class Upkeep:
         """Schedule what a saved turn calls for; ``context`` is what the turn read, ``saved`` what it appended."""
         self._schedule_fold(key, context, saved=saved)
         if self.extractor is not None:
-            self._spawn(self._extract(key, text, context.entities), name=f"supportbot-entities:{key.id}")
-
-    def _spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(work, name=name)
-        self._extractions.add(task)
-        task.add_done_callback(self._extractions.discard)
+            task = asyncio.get_running_loop().create_task(
+                self._extract(key, text, context.entities), name=f"supportbot-entities:{key.id}"
+            )
+            self._extractions.add(task)
+            task.add_done_callback(self._extractions.discard)
 
     def _schedule_fold(self, key: SessionKey, context: SessionContext, *, saved: int) -> None:
         """Fold what is about to leave the window into the summary.

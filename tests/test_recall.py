@@ -275,3 +275,49 @@ async def test_the_offline_responder_finds_the_earlier_message_a_question_is_abo
     await settle(bot)
     await bot.aclose()
     await bot.store.aclose()
+
+
+async def test_a_slow_embedding_model_does_not_hold_the_reply_back(
+    store_factory: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Slow(HashingEmbeddings):
+        async def aembed_query(self, text: str) -> list[float]:
+            await asyncio.sleep(30)
+            return await super().aembed_query(text)
+
+    monkeypatch.setattr("bot.core.EMBEDDING_WAIT_S", 0.05)
+    store = store_factory()
+    model = RecordingModel()
+    bot = make_bot(
+        store,
+        model,
+        strategy=WindowStrategy(k=2, max_tokens=10_000),
+        recall=Recall(embeddings=Slow(), model_name="slow"),
+    )
+    for text in FILLER[:3]:
+        reply = await asyncio.wait_for(bot.handle(message(text)), 5)
+        assert reply is not None and reply.text == f"reply to {text}"
+    record = await store.get(bot.session_key(message("x")))
+    assert record is not None and len(record.messages) == 6, "every turn is stored, without its vector"
+    assert await store.recall_items(bot.session_key(message("x"))) == []
+    assert bot.metrics.errors.labels("embedding")._value.get() >= 3
+    await bot.aclose(grace=0.1)
+
+
+async def test_a_cached_recall_never_outlives_an_erased_session(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    model = RecordingModel()
+    first = make_bot(store, model, strategy=WindowStrategy(k=2, max_tokens=10_000), recall=recall_for(min_score=-1.0))
+    other = make_bot(store, model, strategy=WindowStrategy(k=2, max_tokens=10_000), recall=recall_for(min_score=-1.0))
+    for text in ["my old asset tag is ZX-4471", *FILLER[:3]]:
+        await first.handle(message(text))
+    assert "ZX-4471" in recalled_block(model.prompts[-1]), "the first process now holds it in its cache"
+    key = first.session_key(message("x"))
+    await store.delete(key)  # erased; then the same conversation starts again, served by another process
+    for text in ["my new asset tag is QQ-9999", *FILLER[3:6]]:
+        await other.handle(message(text))
+    await first.handle(message("what is my asset tag?"))
+    block = recalled_block(model.prompts[-1])
+    assert "ZX-4471" not in block and "QQ-9999" in block, "the new session's turns, read whole; none of the old"
+    await first.aclose()
+    await other.aclose()

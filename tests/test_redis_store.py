@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from redis.cluster import key_slot
 
-from bot.core import MEMORY_UNAVAILABLE_REPLY
+from bot.core import MEMORY_UNAVAILABLE_REPLY, SupportBot
 from bot.embeddings import HashingEmbeddings
 from bot.memory import SessionContext, StoreLimits
 from bot.memory.redis import RedisStore
@@ -77,6 +77,39 @@ async def test_vector_recall_rides_in_the_same_two_round_trips(redis_url: str, r
         assert trips == 2 and commands["evalsha"] == 2
         assert commands["zadd"] == 2, "the commit script saves the delivery id and the turn's embedding"
     assert commands["zrangebyscore"] == 1, "with turns out of the window, begin reads the candidates"
+
+
+async def test_recall_reads_only_the_vectors_that_left_the_window_since_the_last_turn(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    store = RedisStore.from_url(redis_url)
+    recall = Recall(embeddings=HashingEmbeddings(), model_name="hashing", min_score=-1.0)
+    bot = make_bot(store, RecordingModel(), strategy=WindowStrategy(k=10, max_tokens=10_000), recall=recall)
+
+    def bytes_sent() -> int:
+        client = redis_server.client()
+        sent = int(client.info("stats")["total_net_output_bytes"])
+        client.close()
+        return sent
+
+    async def cost_of_ten_turns(first: int) -> int:
+        before = bytes_sent()
+        for n in range(first, first + 10):
+            await bot.handle(message(f"question {n} about the printer"))
+        return bytes_sent() - before
+
+    await cost_of_ten_turns(0)
+    early = await cost_of_ten_turns(10)  # about 5 to 15 vectors (4 KB each) out of the window
+    late = await cost_of_ten_turns(50)  # 45 to 55
+    assert late < early * 1.2, f"each turn reads what is new, not every vector again: {early} B then {late} B"
+    assert "question 0 " in recalled_texts(bot), "and recall still ranks the oldest turns"
+    await bot.aclose()
+    await store.aclose()
+
+
+def recalled_texts(bot: SupportBot) -> str:
+    prompts = bot.model.prompts  # type: ignore[attr-defined]
+    return "\n".join(m.text for m in prompts[-1] if m.type == "system")
 
 
 async def test_every_key_of_a_session_shares_one_slot_and_the_idle_ttl(redis_url: str) -> None:

@@ -399,8 +399,8 @@ async def test_embeddings_are_saved_with_their_turn_and_come_back_once_out_of_th
     store = store_factory(limits=StoreLimits(max_recall=3))
     vector = bytes(range(16))
 
-    async def embedded_turn(key: SessionKey, n: int, *, window: int = 4) -> tuple[RecallItem, ...]:
-        start = await store.begin_turn(key, event_id=f"e{n}", window=window, recall=True)
+    async def embedded_turn(key: SessionKey, n: int, *, window: int = 4, after: int = 0) -> tuple[RecallItem, ...]:
+        start = await store.begin_turn(key, event_id=f"e{n}", window=window, recall_after=after)
         assert start.lease is not None and start.context is not None
         embedding = TurnEmbedding(f"turn {n} — café ☕", vector, "m") if n != 3 else None
         await store.commit_turn(start.lease, pair(n), platform=key.platform, embedding=embedding)
@@ -414,8 +414,10 @@ async def test_embeddings_are_saved_with_their_turn_and_come_back_once_out_of_th
     candidates = await embedded_turn(KEY, 4)  # turn 1 (messages 1-2) has left the window
     assert [(c.seq, c.text) for c in candidates] == [(1, "turn 1 — café ☕")]
     assert candidates[0].vector == vector and candidates[0].model == "m"
-    for n in range(5, 8):
-        await embedded_turn(KEY, n)
+    candidates = await embedded_turn(KEY, 5, after=1)  # a caller holding turn 1 already reads only what is new
+    assert [c.seq for c in candidates] == [3], "turn 2 (messages 3-4) has left the window since"
+    assert await embedded_turn(KEY, 6, after=4) == (), "turn 3 left it, but had no embedding"
+    assert [c.seq for c in await embedded_turn(KEY, 7, after=6)] == [7]
     items = await store.recall_items(KEY)
     assert [i.seq for i in items] == [9, 11, 13], "one per turn (turn 3 had none), under its first message, capped"
     start = await store.begin_turn(KEY, event_id="e8", window=4)

@@ -108,8 +108,12 @@ async def test_tools_are_the_enabled_ones_with_schemas_for_the_model(store: Sess
 
 
 async def test_unknown_tool_and_invalid_arguments_are_told_to_the_model_and_audited(
-    store: SessionStore, toolbox: Toolbox
+    store: SessionStore, webhook: FakeTicketWebhook
 ) -> None:
+    metrics = TurnMetrics()
+    toolbox = Toolbox(
+        store=store, knowledge=KnowledgeBase.from_directory(KB_DIR), tickets=hook(webhook), metrics=metrics
+    )
     unknown = await toolbox.run(call("reboot_server", host="db1", api_key="sk-live-0123456789abcdef"), facts())
     assert unknown.status == "error" and "reboot_server" in unknown.text and "create_ticket" in unknown.text
 
@@ -120,6 +124,10 @@ async def test_unknown_tool_and_invalid_arguments_are_told_to_the_model_and_audi
     audit = await store.audit(KEY)
     assert [(e.tool, e.outcome) for e in audit] == [("reboot_server", "error"), ("create_ticket", "error")]
     assert audit[0].arguments == {"host": "db1", "api_key": REDACTED}
+    assert metrics.tool_calls.labels("unknown", "error")._value.get() == 1, "a made-up name is not a label"
+    assert metrics.tool_calls.labels("create_ticket", "error")._value.get() == 1
+    assert b"reboot_server" not in metrics.render()
+    await toolbox.aclose()
 
 
 async def test_disabled_tool_is_unknown(store: SessionStore) -> None:

@@ -156,7 +156,7 @@ class SessionContext:
     total: int = 0  # messages ever saved in the session: the sequence number of the newest
     summary_upto: int = 0  # the summary covers messages 1..summary_upto
     entities: Entities = field(default_factory=dict)
-    recall: tuple[RecallItem, ...] = ()  # embedded turns that left the window (read only when asked for)
+    recall: tuple[RecallItem, ...] = ()  # embedded turns that left the window since ``recall_after`` (if asked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,11 +217,13 @@ class SessionStore(Protocol):
 
     limits: StoreLimits
 
-    async def begin_turn(self, key: SessionKey, *, event_id: str, window: int, recall: bool = False) -> TurnStart:
+    async def begin_turn(
+        self, key: SessionKey, *, event_id: str, window: int, recall_after: int | None = None
+    ) -> TurnStart:
         """Claim the delivery, take the session's lease and read the last ``window`` messages, atomically.
 
-        With ``recall``, also the embedded turns older than the window (candidates for vector recall), in the
-        same round trip.
+        With ``recall_after``, also the embedded turns older than the window with a sequence number above it
+        (candidates for vector recall, which a caller caches: 0 reads them all), in the same round trip.
 
         Raises:
             StoreUnavailable: the store cannot be reached.

@@ -71,7 +71,9 @@ class MemoryStore:
             return session.lease_holder(now) is None and not session.messages
         return session.meta.last_active + self.limits.idle_ttl <= now
 
-    async def begin_turn(self, key: SessionKey, *, event_id: str, window: int, recall: bool = False) -> TurnStart:
+    async def begin_turn(
+        self, key: SessionKey, *, event_id: str, window: int, recall_after: int | None = None
+    ) -> TurnStart:
         now = time.time()
         session = self._live(key, now) or self._sessions.setdefault(key.id, _Session(key=key))
         if event_id in session.seen:
@@ -85,8 +87,9 @@ class MemoryStore:
         session.lease = (token, event_id, now + self.limits.lease_ttl)
         recent = tuple(session.messages[-window:]) if window > 0 else ()
         first_in_window = session.total - len(recent) + 1
+        after = first_in_window if recall_after is None else recall_after
         context = SessionContext(
-            recall=tuple(session.recall[s] for s in sorted(session.recall) if s < first_in_window) if recall else (),
+            recall=tuple(session.recall[s] for s in sorted(session.recall) if after < s < first_in_window),
             messages=recent,
             summary=session.summary,
             meta=session.meta,

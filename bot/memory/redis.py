@@ -63,7 +63,8 @@ CLUSTER_SCHEME = "redis+cluster://"
 _PARTS = ("msgs", "summary", "meta", "users", "seen", "lease", "fence", "entities", "recall", "audit")
 
 # KEYS: msgs summary meta users seen lease fence entities recall audit
-# ARGV: event id, window, lease ttl (ms), idle ttl (ms), 1 to read the recall candidates (turns before the window)
+# ARGV: event id, window, lease ttl (ms), idle ttl (ms), recall after ('' for none: the recall candidates are the
+#       turns before the window with a sequence number above it)
 _BEGIN = """
 if redis.call('ZSCORE', KEYS[5], ARGV[1]) then return {'dup'} end
 local held = redis.call('GET', KEYS[6])
@@ -79,9 +80,11 @@ local window = tonumber(ARGV[2])
 local msgs = {}
 if window > 0 then msgs = redis.call('LRANGE', KEYS[1], -window, -1) end
 local recall = {}
-if ARGV[5] == '1' then
+if ARGV[5] ~= '' then
   local first = tonumber(redis.call('HGET', KEYS[3], 'seq') or '0') - #msgs + 1
-  if first > 1 then recall = redis.call('ZRANGEBYSCORE', KEYS[9], '-inf', '(' .. first, 'WITHSCORES') end
+  if first > tonumber(ARGV[5]) + 1 then
+    recall = redis.call('ZRANGEBYSCORE', KEYS[9], '(' .. ARGV[5], '(' .. first, 'WITHSCORES')
+  end
 end
 return {'ok', token, redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[3]), msgs, redis.call('HGETALL', KEYS[8]),
         recall}
@@ -278,13 +281,15 @@ class RedisStore:
                 raise asyncio.CancelledError from exc
             raise StoreUnavailable(f"redis {what} failed: {type(exc).__name__}: {exc}") from exc
 
-    async def begin_turn(self, key: SessionKey, *, event_id: str, window: int, recall: bool = False) -> TurnStart:
+    async def begin_turn(
+        self, key: SessionKey, *, event_id: str, window: int, recall_after: int | None = None
+    ) -> TurnStart:
         args: list[str | int] = [
             event_id,
             window,
             int(self.limits.lease_ttl * 1000),
             int(self.limits.idle_ttl * 1000),
-            1 if recall else 0,
+            "" if recall_after is None else recall_after,
         ]
         reply = await self._call("begin_turn", lambda: self._begin(keys=_keys(key), args=args))
         status = reply[0]

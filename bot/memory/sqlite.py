@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -191,7 +192,9 @@ class SqliteStore:
             return None
         return row
 
-    async def begin_turn(self, key: SessionKey, *, event_id: str, window: int, recall: bool = False) -> TurnStart:
+    async def begin_turn(
+        self, key: SessionKey, *, event_id: str, window: int, recall_after: int | None = None
+    ) -> TurnStart:
         now = time.time()
         sid = key.id
         async with self._tx() as db:
@@ -216,7 +219,9 @@ class SqliteStore:
             bodies = [r[0] for r in await cur.fetchall()]
             entities = await self._entities(db, sid)
             total = row["seq"] if row is not None else 0
-            candidates = await self._recall_rows(db, sid, before=total - len(bodies) + 1) if recall and total else []
+            candidates = []
+            if recall_after is not None and total:
+                candidates = await self._recall_rows(db, sid, after=recall_after, before=total - len(bodies) + 1)
         context = SessionContext(
             recall=tuple(self._recall_item(r) for r in candidates),
             messages=tuple(self._codec.decode(b) for b in reversed(bodies)),
@@ -314,9 +319,12 @@ class SqliteStore:
             (sid, sid, self.limits.max_recall),
         )
 
-    async def _recall_rows(self, db: aiosqlite.Connection, sid: str, *, before: int) -> list[sqlite3.Row]:
+    async def _recall_rows(
+        self, db: aiosqlite.Connection, sid: str, *, after: int = 0, before: int = sys.maxsize
+    ) -> list[sqlite3.Row]:
         cur = await db.execute(
-            "SELECT seq, model, vector, body FROM recall WHERE session_id = ? AND seq < ? ORDER BY seq", (sid, before)
+            "SELECT seq, model, vector, body FROM recall WHERE session_id = ? AND seq > ? AND seq < ? ORDER BY seq",
+            (sid, after, before),
         )
         return list(await cur.fetchall())
 
@@ -327,7 +335,7 @@ class SqliteStore:
         async with self._tx() as db:
             if await self._row(db, key.id, time.time()) is None:
                 return []
-            rows = await self._recall_rows(db, key.id, before=2**62)
+            rows = await self._recall_rows(db, key.id)
         return [self._recall_item(r) for r in rows]
 
     async def append_audit(self, key: SessionKey, entry: AuditEntry, *, platform: str, user: str) -> None:
