@@ -103,6 +103,24 @@ async def test_ainvoke_returns_responder_text_and_records_messages(
     assert result.usage_metadata["output_tokens"] == len(REPLY) // 4 + 1
 
 
+async def test_an_async_responder_holds_its_answer_until_it_returns(
+    http_client: openai.DefaultAsyncHttpxClient,
+) -> None:
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def held(messages: list[dict[str, Any]]) -> str:
+        arrived.set()
+        await release.wait()
+        return "released"
+
+    async with FakeOpenAI(responder=held) as fake:
+        call = asyncio.create_task(make_llm(fake, http_client).ainvoke(CONVERSATION))
+        await arrived.wait()
+        assert not call.done() and len(fake.requests) == 1
+        release.set()
+        assert (await call).content == "released"
+
+
 async def test_default_responder_echoes_last_user_message(http_client: openai.DefaultAsyncHttpxClient) -> None:
     async with FakeOpenAI() as fake:
         result = await make_llm(fake, http_client).ainvoke(CONVERSATION)

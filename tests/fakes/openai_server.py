@@ -29,6 +29,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import inspect
 import json
 import math
 import re
@@ -36,7 +37,7 @@ import struct
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -73,7 +74,7 @@ class ToolCallReply:
             raise ValueError("ToolCallReply needs at least one call; return a str to reply with text only")
 
 
-Responder = Callable[[list[dict[str, Any]]], "str | ToolCallReply"]
+Responder = Callable[[list[dict[str, Any]]], "str | ToolCallReply | Awaitable[str | ToolCallReply]"]
 
 
 def content_text(content: Any) -> str:
@@ -500,7 +501,8 @@ class FakeOpenAI(LoopbackFake):
         Args:
             responder: Maps a request's ``messages`` to the reply text, or to a
                 :class:`ToolCallReply` to call tools. Defaults to :func:`echo_responder`
-                (``"echo: <last user message>"``).
+                (``"echo: <last user message>"``). It may be a coroutine function: the
+                request then waits for it, so a test can hold one answer back until an event.
             delay: Seconds to sleep before answering each chat completion request.
             chunk_size: Characters of reply text, and of tool-call arguments, per streamed chunk.
             embedding_dims: Length of embedding vectors when a request does not ask for ``dimensions``.
@@ -616,7 +618,7 @@ class FakeOpenAI(LoopbackFake):
         await self._sleep(self.delay)
         if failure is not None:
             return await self._fail(request, failure, recorded)
-        completion = _Completion.answering(recorded, self.responder(recorded.messages))
+        completion = _Completion.answering(recorded, await self._reply(recorded))
         if recorded.stream:
             return await self._stream(request, completion)
         return _json_response(_completion_body(completion))
@@ -667,7 +669,7 @@ class FakeOpenAI(LoopbackFake):
         if failure.kind == "bad_json":
             return web.Response(body=b"<html>this is not JSON", headers={"Content-Type": "application/json"})
         if recorded is not None and recorded.stream:
-            completion = _Completion.answering(recorded, self.responder(recorded.messages))
+            completion = _Completion.answering(recorded, await self._reply(recorded))
             return await self._stream(request, completion, break_after=2)
         _abort_connection(request)
         return web.Response(status=204)
@@ -686,6 +688,10 @@ class FakeOpenAI(LoopbackFake):
             await response.write(event)
         await response.write_eof()
         return response
+
+    async def _reply(self, recorded: RecordedRequest) -> str | ToolCallReply:
+        reply = self.responder(recorded.messages)
+        return await reply if inspect.isawaitable(reply) else reply
 
     async def _handle_models(self, request: web.Request) -> web.Response:
         model = {"id": FAKE_MODEL_ID, "object": "model", "created": 0, "owned_by": "fake-openai"}
