@@ -17,7 +17,15 @@ from langchain_core.runnables import Runnable
 
 from bot.constants import EMBEDDING_WAIT_S, LEASE_RETRY_MAX_S, LEASE_RETRY_MIN_S, LEASE_WAIT_S, MAX_MESSAGE_CHARS
 from bot.entities import EntityExtractor, entities_block
-from bot.errors import InvalidMessage, LeaseLost, ModelError, SessionBusy, ShuttingDown, StoreUnavailable
+from bot.errors import (
+    InvalidMessage,
+    LeaseLost,
+    ModelError,
+    SessionBusy,
+    SessionErased,
+    ShuttingDown,
+    StoreUnavailable,
+)
 from bot.kb import KnowledgeBase
 from bot.memory.base import ClaimStatus, Lease, SessionContext, SessionStore, TurnEmbedding, TurnStart
 from bot.messages import IncomingMessage, Reply, ReplyKind, StoredMessage, clean_text
@@ -47,6 +55,10 @@ RATE_LIMITED_REPLY = (
     "You are sending messages faster than I can answer them. Please wait a minute, then send your question again."
 )
 INTERNAL_ERROR_REPLY = "Sorry, something went wrong on my side while answering. Please try again."
+ERASED_REPLY = (
+    "This conversation was erased while I was answering, so nothing of it was kept, this message included. "
+    "Send it again to start a new conversation."
+)
 STATELESS_NOTE = (
     "\n\n_(My conversation memory is temporarily unavailable, so I answered without our earlier messages "
     "and will not remember this one.)_"
@@ -273,14 +285,16 @@ class SupportBot:
             )
         return reply
 
-    async def _begin(self, key: SessionKey, event_id: str, *, recall_after: int | None = None) -> TurnStart:
+    async def _begin(
+        self, key: SessionKey, event_id: str, *, recall_after: int | None = None, fence: int | None = None
+    ) -> TurnStart:
         """Claim the delivery and take the lease, backing off while another process holds the session."""
         deadline = time.monotonic() + self.options.lease_wait
         delay = LEASE_RETRY_MIN_S
         while True:
             with self.metrics.store_seconds.labels("begin").time():
                 start = await self.store.begin_turn(
-                    key, event_id=event_id, window=self.strategy.load_size, recall_after=recall_after
+                    key, event_id=event_id, window=self.strategy.load_size, recall_after=recall_after, fence=fence
                 )
             if start.status is not ClaimStatus.BUSY:
                 return start
@@ -337,6 +351,10 @@ class SupportBot:
             self._count_error(exc)
             log.error("could not save the turn of session %s: %s", key.id, exc, extra={"session_id": key.id})
             return Reply(MEMORY_UNAVAILABLE_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
+        except SessionErased as exc:
+            self._count_error(exc)
+            log.info("session %s was erased during the turn, which was not saved", key.id, extra={"session_id": key.id})
+            return Reply(ERASED_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
         finally:
             if embedding is not None:
                 embedding.cancel()
@@ -506,6 +524,9 @@ class SupportBot:
         """Commit the turn; if the lease was fenced out meanwhile, take it again and append after the newer turn.
 
         Returns False when, meanwhile, another attempt answered the same delivery (so this reply must not be sent).
+
+        Raises:
+            SessionErased: the session was deleted since the turn began; nothing was saved.
         """
         try:
             with self.metrics.store_seconds.labels("commit").time():
@@ -514,7 +535,9 @@ class SupportBot:
         except LeaseLost as exc:
             self._count_error(exc)
             log.warning("lease lost on session %s; saving the turn again", lease.key.id)
-        start = await self._begin(lease.key, lease.event_id)
+        start = await self._begin(lease.key, lease.event_id, fence=lease.token)
+        if start.status is ClaimStatus.ERASED:
+            raise SessionErased(f"session {lease.key.id} was deleted after lease {lease.token} was handed out")
         if start.status is not ClaimStatus.ACQUIRED or start.lease is None:
             return False
         try:

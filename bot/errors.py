@@ -7,7 +7,8 @@
     ├── InvalidMessage           an incoming message cannot be turned into a turn (bad ids)
     ├── StoreError
     │   ├── StoreUnavailable     the store cannot be reached or answered with an error
-    │   └── LeaseLost            the session's lease expired and another holder took it (fencing)
+    │   ├── LeaseLost            the session's lease expired and another holder took it (fencing)
+    │   └── SessionErased        the session was deleted while a turn ran; the turn is not saved
     ├── SessionBusy              the session stayed leased by another process past the wait limit
     ├── ShuttingDown             the bot is closing and takes no new messages
     ├── ModelError               the chat model failed
@@ -44,6 +45,10 @@ class StoreUnavailable(StoreError):
 
 class LeaseLost(StoreError):
     """The turn's lease was no longer held when it tried to save: a newer holder fenced it out."""
+
+
+class SessionErased(StoreError):
+    """The session was deleted (erased, reset) while the turn ran: its message and answer must not be saved."""
 
 
 class SessionBusy(SupportbotError):

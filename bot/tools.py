@@ -502,7 +502,9 @@ class Toolbox:
         }
         log.info("tool %s: %s in %.0f ms", entry.tool, entry.outcome, latency_ms, extra=extra)
         try:
-            await self._store.append_audit(facts.key, entry, platform=facts.platform, user=facts.user)
+            await self._store.append_audit(
+                facts.key, entry, platform=facts.platform, user=facts.user, fence=facts.context.fence
+            )
         except StoreUnavailable as exc:
             log.warning("tool call %s not audited: %s", entry.tool, exc, extra=extra)
         except Exception:

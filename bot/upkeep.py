@@ -50,7 +50,7 @@ class Upkeep:
         self._schedule_fold(key, context, saved=saved)
         if self.extractor is not None:
             task = asyncio.get_running_loop().create_task(
-                self._extract(key, text, context.entities), name=f"supportbot-entities:{key.id}"
+                self._extract(key, text, context.entities, fence=context.fence), name=f"supportbot-entities:{key.id}"
             )
             self._extractions.add(task)
             task.add_done_callback(self._extractions.discard)
@@ -68,24 +68,28 @@ class Upkeep:
         if total - context.summary_upto < max(self._window - 4, 2):
             return
         upto = total - self._window // 2
-        task = asyncio.get_running_loop().create_task(self._fold(key, upto), name=f"supportbot-fold:{key.id}")
+        task = asyncio.get_running_loop().create_task(
+            self._fold(key, upto, fence=context.fence), name=f"supportbot-fold:{key.id}"
+        )
         self._folds[key.id] = task
         task.add_done_callback(lambda _: self._folds.pop(key.id, None))
 
-    async def _fold(self, key: SessionKey, upto: int) -> None:
+    async def _fold(self, key: SessionKey, upto: int, *, fence: int) -> None:
+        # ``fence`` is the lease token of the turn that scheduled the fold: an erasure of the session since then
+        # refuses the summary, even if a new conversation has started in it meanwhile.
         assert self.summarizer is not None
         try:
             work = await self._store.unsummarized(key, upto=upto)
             if not work.messages:
                 return
             summary = await self.summarizer.fold(work.summary, work.messages)
-            if await self._store.save_summary(key, summary=summary, after=work.summary_upto, upto=upto):
+            if await self._store.save_summary(key, summary=summary, after=work.summary_upto, upto=upto, fence=fence):
                 log.info("summary folded up to message %d", upto, extra={"session_id": key.id})
         except (ModelError, StoreUnavailable) as exc:
             self._metrics.count_error(exc)
             log.warning("summary fold failed for session %s: %s", key.id, exc, extra={"session_id": key.id})
 
-    async def _extract(self, key: SessionKey, text: str, known: Entities) -> None:
+    async def _extract(self, key: SessionKey, text: str, known: Entities, *, fence: int) -> None:
         assert self.extractor is not None
         try:
             facts = await self.extractor.extract(text)
@@ -95,7 +99,7 @@ class Upkeep:
                     name: Entity(merge_listed(name, known[name].value if name in known else None, value), now)
                     for name, value in facts.items()
                 }
-                await self._store.save_entities(key, entities)
+                await self._store.save_entities(key, entities, fence=fence)
         except (ModelError, StoreUnavailable) as exc:
             self._metrics.count_error(exc)
             log.warning("entity extraction failed for session %s: %s", key.id, exc, extra={"session_id": key.id})

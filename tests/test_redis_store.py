@@ -133,15 +133,18 @@ async def test_every_key_of_a_session_shares_one_slot_and_the_idle_ttl(redis_url
     await store.aclose()
 
 
-async def test_delete_leaves_no_key_behind(redis_url: str) -> None:
-    store = RedisStore.from_url(redis_url)
+async def test_delete_leaves_no_key_behind_but_a_tombstone_that_expires(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url, limits=StoreLimits(dedupe_ttl=600))
     bot = make_bot(store, RecordingModel())
     mine, other = message("mine", user="U1"), message("other", user="U2")
     await bot.handle(mine)
     await bot.handle(other)
-    await store.delete(bot.session_key(mine))
+    erased = bot.session_key(mine)
+    await store.delete(erased)
     keys = [k async for k in store._client.scan_iter(match="sb:{*")]
-    assert keys and all(bot.session_key(other).id in k for k in keys)
+    assert keys and all(bot.session_key(other).id in k for k in keys if k != erased.store_key("erased"))
+    assert await store._client.get(erased.store_key("erased")) == "1:", "the last token handed out, no text"
+    assert 590_000 < await store._client.pttl(erased.store_key("erased")) <= 600_000
     await bot.aclose()
     await store.aclose()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 
@@ -296,7 +297,12 @@ async def test_a_users_sessions_are_indexed_exported_and_erased(backend: str, st
         redis_store = store
         assert isinstance(redis_store, RedisStore)
         keys = [k async for k in redis_store._client.scan_iter(match="*")]
-        assert not [k for k in keys if "UALICE" in k or alice_thread.id in k], "no key of hers is left anywhere"
+        left = sorted(k for k in keys if "UALICE" in k or alice_thread.id in k)
+        assert left == sorted([alice_dm.store_key("erased"), alice_thread.store_key("erased")]), (
+            "no key of hers is left anywhere but the tombstones that fence out turns still running"
+        )
+        tombstones = [await redis_store._client.get(k) for k in left]
+        assert all(re.fullmatch(r"\d+:", t) for t in tombstones), f"which hold no text: {tombstones}"
         assert any(bob_dm.id in k for k in keys)
 
 
@@ -455,3 +461,159 @@ async def test_the_audit_log_is_per_session_capped_indexed_and_erased(store_fact
     assert await erase_user(store, "slack", "U1") == 1
     assert await store.audit(KEY) == [] and await store.recall_items(KEY) == []
     assert len(await store.audit(OTHER)) == 1, "nobody else's log is touched"
+
+
+async def test_a_deleted_session_fences_out_every_write_of_the_turns_that_were_running(
+    backend: str, store_factory: StoreFactory
+) -> None:
+    from bot.memory import Entity
+    from bot.privacy import erase_user
+
+    store = store_factory()
+    eraser = second_client(backend, store_factory, store)  # an operator's `erase-user`, in another process
+    await turn(store, KEY, 1)
+    start = await store.begin_turn(KEY, event_id="e2", window=10)
+    assert start.lease is not None and start.context is not None
+    old = start.context.fence
+    assert old == start.lease.token, "the context carries the lease's token for the turn's tools and upkeep"
+
+    assert await erase_user(eraser, "slack", "U1") == 1
+    with pytest.raises(LeaseLost):
+        await store.commit_turn(start.lease, pair(2, event="e2"), platform="slack")
+    retake = await store.begin_turn(KEY, event_id="e2", window=10, fence=old)
+    assert retake.status is ClaimStatus.ERASED, "the turn cannot take its session back to save anyway"
+    redelivery = await store.begin_turn(KEY, event_id="e2", window=10)
+    assert redelivery.status is ClaimStatus.DUPLICATE, "nor can the platform's redelivery of the same message"
+    assert not await store.save_summary(KEY, summary="summary of erased turns", after=0, upto=2, fence=old)
+    await store.save_entities(KEY, {"os": Entity("Windows 11", time.time())}, fence=old)
+    await store.append_audit(KEY, audit_entry("e2"), platform="slack", user="U1", fence=old)
+    assert await store.get(KEY) is None and await store.audit(KEY) == []
+    assert await store.sessions_of_user("slack", "U1") == [], "a refused write leaves no index entry behind"
+
+    # The user writes again: a new, empty conversation, which the old turn's writes cannot reach either.
+    fresh = await store.begin_turn(KEY, event_id="e3", window=10)
+    assert fresh.status is ClaimStatus.ACQUIRED and fresh.context is not None and fresh.lease is not None
+    assert fresh.context.messages == () and fresh.context.summary is None and fresh.context.entities == {}
+    assert fresh.context.fence > old
+    await store.commit_turn(fresh.lease, pair(3), platform="slack")
+    assert not await store.save_summary(KEY, summary="summary of erased turns", after=0, upto=2, fence=old)
+    await store.save_entities(KEY, {"os": Entity("Windows 11", time.time())}, fence=old)
+    await store.append_audit(KEY, audit_entry("e2"), platform="slack", user="U1", fence=old)
+    record = await store.get(KEY)
+    assert record is not None and [m.content for m in record.messages] == ["question 3", "answer 3"]
+    assert record.summary is None and record.entities == {} and await store.audit(KEY) == []
+
+    new = fresh.context.fence
+    assert await store.save_summary(KEY, summary="new summary", after=0, upto=2, fence=new)
+    await store.save_entities(KEY, {"os": Entity("macOS 14", time.time())}, fence=new)
+    await store.append_audit(KEY, audit_entry("e3"), platform="slack", user="U1", fence=new)
+    record = await store.get(KEY)
+    assert record is not None and record.summary == "new summary" and record.entities["os"].value == "macOS 14"
+    assert [e.event_id for e in await store.audit(KEY)] == ["e3"]
+    assert await store.sessions_of_user("slack", "U1") == [KEY.id]
+    other = await store.begin_turn(OTHER, event_id="e2", window=10, fence=old)
+    assert other.status is ClaimStatus.ACQUIRED, "the tombstone is the deleted session's alone"
+
+
+async def test_every_field_holding_user_text_is_encrypted_and_plaintext_rows_stay_readable(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from cryptography.fernet import Fernet
+
+    from bot.memory import Entity
+    from bot.memory.codec import EncryptedCodec, MessageCodec
+    from tests.conftest import make_store
+
+    if backend == "memory":
+        pytest.skip("the in-process store keeps nothing at rest")
+    url = (
+        request.getfixturevalue({"redis": "redis_url", "cluster": "cluster_url"}[backend])
+        if backend != "sqlite"
+        else None
+    )
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    made: list[SessionStore] = []
+
+    def store_with(codec: MessageCodec) -> SessionStore:
+        made.append(make_store(backend, tmp_path=tmp_path, redis_url=url, limits=StoreLimits(), codec=codec))
+        return made[-1]
+
+    vector = bytes(range(32))
+    tricky = "enc:not a token, just what the user typed"
+    try:
+        # Written before encryption was switched on: every shape stays readable afterwards.
+        plain = store_with(MessageCodec())
+        await turn(plain, OTHER, 1, embedding=TurnEmbedding("User: plain turn", vector, "m"))
+        assert await plain.save_summary(OTHER, summary=tricky, after=0, upto=2)
+        await plain.save_entities(OTHER, {"location": Entity("raw: Hamburg office", 1.0)})
+        await plain.append_audit(OTHER, audit_entry("p1"), platform="slack", user="U2")
+
+        writer = store_with(EncryptedCodec([old]))
+        start = await writer.begin_turn(KEY, event_id="e1", window=10)
+        assert start.lease is not None and start.context is not None
+        await writer.commit_turn(
+            start.lease, pair(1), platform="slack", embedding=TurnEmbedding("User: Quokkastrasse 7", vector, "m")
+        )
+        fence = start.context.fence
+        assert await writer.save_summary(KEY, summary="The user lives at Quokkastrasse 7", after=0, upto=2, fence=fence)
+        await writer.save_entities(KEY, {"location": Entity("Quokkastrasse 7", 1.0)}, fence=fence)
+        await writer.save_entities(KEY, {"location": Entity("older", 0.5)}, fence=fence)  # still merged by age
+        entry = AuditEntry(time.time(), KEY.id, "e1", "create_ticket", {"details": "ship to Quokkastrasse 7"}, "ok",
+                           "INC-1 Quokkastrasse 7", 3.0)  # fmt: skip
+        await writer.append_audit(KEY, entry, platform="slack", user="U1", fence=fence)
+
+        rotated = store_with(EncryptedCodec([new, old]))
+        record = await rotated.get(KEY)
+        assert record is not None and record.summary == "The user lives at Quokkastrasse 7"
+        assert record.entities == {"location": Entity("Quokkastrasse 7", 1.0)}
+        assert await rotated.audit(KEY) == [entry]
+        (item,) = await rotated.recall_items(KEY)
+        assert item.text == "User: Quokkastrasse 7" and item.vector == vector
+        work = await rotated.unsummarized(KEY, upto=2)
+        assert work.summary == "The user lives at Quokkastrasse 7"
+        listed = {r.session_id: r for r in await rotated.list_sessions()}
+        assert listed[KEY.id].summary in (None, "The user lives at Quokkastrasse 7")
+
+        legacy = await rotated.get(OTHER)
+        assert legacy is not None and legacy.summary == tricky, "plain text that looks sealed is not taken for it"
+        assert legacy.entities["location"].value == "raw: Hamburg office"
+        assert [e.event_id for e in await rotated.audit(OTHER)] == ["p1"]
+        assert [(i.text, i.vector) for i in await rotated.recall_items(OTHER)] == [("User: plain turn", vector)]
+
+        raw = await raw_fields(backend, writer, tmp_path)
+        assert set(raw) == {"summary", "entity", "audit", "vector"}
+        for name, values in raw.items():
+            assert values and all(v.startswith("enc:") for v in values), name
+            assert not any("Quokka" in v for v in values), name
+    finally:
+        for store in made:
+            await store.aclose()
+
+
+async def raw_fields(backend: str, store: SessionStore, tmp_path: Path) -> dict[str, list[str]]:
+    """The stored form of KEY's summary, entity values, audit entries and recall vectors, as the store holds them."""
+    if backend == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "sessions.db") as db:
+            column = {
+                "summary": "SELECT summary FROM sessions WHERE id = ?",
+                "entity": "SELECT value FROM entities WHERE session_id = ?",
+                "audit": "SELECT body FROM audit WHERE session_id = ?",
+                "vector": "SELECT vector FROM recall WHERE session_id = ?",
+            }
+            return {
+                name: [v if isinstance(v, str) else v.hex() for (v,) in db.execute(sql, (KEY.id,))]
+                for name, sql in column.items()
+            }
+    assert isinstance(store, RedisStore)
+    client = store._client
+    entities = await client.hgetall(KEY.store_key("entities"))
+    audit = await client.xrange(KEY.store_key("audit"))
+    recall = await client.zrange(KEY.store_key("recall"), 0, -1)
+    return {
+        "summary": [await client.get(KEY.store_key("summary"))],
+        "entity": [json.loads(v)["value"] for v in entities.values()],
+        "audit": [fields["entry"] for _, fields in audit],
+        "vector": [json.loads(m)["vector"] for m in recall],
+    }

@@ -492,7 +492,9 @@ async def test_every_call_is_logged_without_argument_values(toolbox: Toolbox, ca
 
 
 class DownAuditStore(MemoryStore):
-    async def append_audit(self, key: SessionKey, entry: AuditEntry, *, platform: str, user: str) -> None:
+    async def append_audit(
+        self, key: SessionKey, entry: AuditEntry, *, platform: str, user: str, fence: int = 0
+    ) -> None:
         raise StoreUnavailable("redis is down")
 
     async def audit(self, key: SessionKey) -> list[AuditEntry]:

@@ -20,7 +20,8 @@ class StoreLimits:
     Attributes:
         idle_ttl: seconds without a turn after which a session and all its keys disappear.
         max_messages: messages kept per session; older ones are trimmed on save.
-        dedupe_ttl: seconds an answered delivery id is remembered for idempotency.
+        dedupe_ttl: seconds an answered delivery id is remembered for idempotency, and a deleted session stays
+            fenced against the writes of turns that were running when it was deleted.
         lease_ttl: seconds a turn may hold its session before another process may take over.
         max_recall: embedded turns kept per session for vector recall; the oldest go first.
         max_audit: tool calls kept per session in its audit log; the oldest go first.
@@ -157,6 +158,9 @@ class SessionContext:
     summary_upto: int = 0  # the summary covers messages 1..summary_upto
     entities: Entities = field(default_factory=dict)
     recall: tuple[RecallItem, ...] = ()  # embedded turns that left the window since ``recall_after`` (if asked)
+    # The fencing token of the turn's lease: what the turn's tools and upkeep write carries it, so that a deletion
+    # of the session while they run fences those writes out.
+    fence: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +191,7 @@ class ClaimStatus(enum.Enum):
     DUPLICATE = "duplicate"  # this delivery was already answered
     IN_PROGRESS = "in_progress"  # this delivery is being answered right now by another attempt
     BUSY = "busy"  # another delivery holds the session's lease; retry later
+    ERASED = "erased"  # the session was deleted since the turn's earlier lease: the turn must not be saved
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,12 +223,22 @@ class SessionStore(Protocol):
     limits: StoreLimits
 
     async def begin_turn(
-        self, key: SessionKey, *, event_id: str, window: int, recall_after: int | None = None
+        self,
+        key: SessionKey,
+        *,
+        event_id: str,
+        window: int,
+        recall_after: int | None = None,
+        fence: int | None = None,
     ) -> TurnStart:
         """Claim the delivery, take the session's lease and read the last ``window`` messages, atomically.
 
         With ``recall_after``, also the embedded turns older than the window with a sequence number above it
         (candidates for vector recall, which a caller caches: 0 reads them all), in the same round trip.
+
+        ``fence`` is for a turn taking its session again after losing its lease: the token of that lease. If the
+        session was deleted since it was handed out, the status is ``ERASED`` and nothing is taken. A delivery
+        that was being answered when its session was deleted is ``DUPLICATE`` from then on.
 
         Raises:
             StoreUnavailable: the store cannot be reached.
@@ -261,27 +276,35 @@ class SessionStore(Protocol):
         """The summary and the messages after its cut point up to sequence number ``upto``, in one read."""
         ...
 
-    async def save_summary(self, key: SessionKey, *, summary: str, after: int, upto: int) -> bool:
+    async def save_summary(self, key: SessionKey, *, summary: str, after: int, upto: int, fence: int = 0) -> bool:
         """Replace the summary and move its cut point from ``after`` to ``upto``, atomically.
 
         Returns False (and writes nothing) when the cut point is no longer ``after`` — another fold won — or
-        the session is gone, which makes a fold safe to run twice.
+        the session is gone, which makes a fold safe to run twice. ``fence`` is the token of the lease of the
+        turn that read what was summarised (``SessionContext.fence``): if the session was deleted since, the
+        summary is not saved, whatever conversation the session holds now.
         """
         ...
 
-    async def save_entities(self, key: SessionKey, entities: Entities) -> None:
-        """Merge ``entities`` into the session's (a key already there is replaced only by a newer fact)."""
+    async def save_entities(self, key: SessionKey, entities: Entities, *, fence: int = 0) -> None:
+        """Merge ``entities`` into the session's (a key already there is replaced only by a newer fact).
+
+        Nothing is saved if the session was deleted since the lease with token ``fence`` was handed out.
+        """
         ...
 
     async def recall_items(self, key: SessionKey) -> list[RecallItem]:
         """Every embedded turn of the session, oldest first."""
         ...
 
-    async def append_audit(self, key: SessionKey, entry: AuditEntry, *, platform: str, user: str) -> None:
+    async def append_audit(
+        self, key: SessionKey, entry: AuditEntry, *, platform: str, user: str, fence: int = 0
+    ) -> None:
         """Record a tool call in the session's audit log, which expires and is erased with the session.
 
         Also indexes the session under ``user``, in the same write: a tool may run before the turn's first
-        commit, and an erasure must still find what it logged.
+        commit, and an erasure must still find what it logged. Nothing is recorded if the session was deleted
+        since the calling turn's lease (token ``fence``) was handed out.
         """
         ...
 
@@ -309,7 +332,13 @@ class SessionStore(Protocol):
         ...
 
     async def delete(self, key: SessionKey) -> bool:
-        """Remove every key the session owns. Returns whether it existed."""
+        """Remove every key the session owns and fence out every turn that holds or held its lease. Returns
+        whether it existed.
+
+        What is left is a tombstone holding no text: the last fencing token handed out and the delivery then
+        being answered, for ``limits.dedupe_ttl``. A write carrying an older token (``fence``) is refused,
+        including a turn's attempt to take the session again; a new message starts a new, empty conversation.
+        """
         ...
 
     async def sweep(self) -> int:

@@ -55,6 +55,21 @@ class MemoryStore:
         self._sessions: dict[str, _Session] = {}
         # Store-wide, so a token is never handed out twice even after a session is dropped and recreated.
         self._fence = itertools.count(1)
+        self._last_token = 0
+        # Deleted sessions: id -> (the last token handed out then, the delivery then being answered, expiry).
+        self._erased: dict[str, tuple[int, str | None, float]] = {}
+
+    def _tombstone(self, key: SessionKey, now: float) -> tuple[int, str | None, float] | None:
+        tombstone = self._erased.get(key.id)
+        if tombstone is not None and tombstone[2] <= now:
+            del self._erased[key.id]
+            return None
+        return tombstone
+
+    def _fenced(self, key: SessionKey, fence: int, now: float) -> bool:
+        """Whether a write made under the lease token ``fence`` comes from before the session's deletion."""
+        tombstone = self._tombstone(key, now)
+        return tombstone is not None and fence <= tombstone[0]
 
     def _live(self, key: SessionKey, now: float) -> _Session | None:
         session = self._sessions.get(key.id)
@@ -72,9 +87,20 @@ class MemoryStore:
         return session.meta.last_active + self.limits.idle_ttl <= now
 
     async def begin_turn(
-        self, key: SessionKey, *, event_id: str, window: int, recall_after: int | None = None
+        self,
+        key: SessionKey,
+        *,
+        event_id: str,
+        window: int,
+        recall_after: int | None = None,
+        fence: int | None = None,
     ) -> TurnStart:
         now = time.time()
+        tombstone = self._tombstone(key, now)
+        if fence is not None and self._fenced(key, fence, now):
+            return TurnStart(ClaimStatus.ERASED)
+        if tombstone is not None and tombstone[1] == event_id:
+            return TurnStart(ClaimStatus.DUPLICATE)
         session = self._live(key, now) or self._sessions.setdefault(key.id, _Session(key=key))
         if event_id in session.seen:
             return TurnStart(ClaimStatus.DUPLICATE)
@@ -83,7 +109,7 @@ class MemoryStore:
             if holder[1] == event_id:
                 return TurnStart(ClaimStatus.IN_PROGRESS)
             return TurnStart(ClaimStatus.BUSY, retry_after=holder[2] - now)
-        token = next(self._fence)
+        token = self._last_token = next(self._fence)
         session.lease = (token, event_id, now + self.limits.lease_ttl)
         recent = tuple(session.messages[-window:]) if window > 0 else ()
         first_in_window = session.total - len(recent) + 1
@@ -96,6 +122,7 @@ class MemoryStore:
             total=session.total,
             summary_upto=session.summary_upto,
             entities=dict(session.entities),
+            fence=token,
         )
         return TurnStart(ClaimStatus.ACQUIRED, Lease(key, token, event_id), context)
 
@@ -146,16 +173,18 @@ class MemoryStore:
         stop = min(upto, session.total) - first + 1
         return SummaryWork(session.summary, session.summary_upto, tuple(session.messages[start : max(start, stop)]))
 
-    async def save_summary(self, key: SessionKey, *, summary: str, after: int, upto: int) -> bool:
-        session = self._live(key, time.time())
-        if session is None or session.meta is None or session.summary_upto != after:
+    async def save_summary(self, key: SessionKey, *, summary: str, after: int, upto: int, fence: int = 0) -> bool:
+        now = time.time()
+        session = self._live(key, now)
+        if session is None or session.meta is None or session.summary_upto != after or self._fenced(key, fence, now):
             return False
         session.summary, session.summary_upto = summary, upto
         return True
 
-    async def save_entities(self, key: SessionKey, entities: Entities) -> None:
-        session = self._live(key, time.time())
-        if session is None or session.meta is None:
+    async def save_entities(self, key: SessionKey, entities: Entities, *, fence: int = 0) -> None:
+        now = time.time()
+        session = self._live(key, now)
+        if session is None or session.meta is None or self._fenced(key, fence, now):
             return
         for name, entity in entities.items():
             known = session.entities.get(name)
@@ -168,8 +197,12 @@ class MemoryStore:
             return []
         return [session.recall[seq] for seq in sorted(session.recall)]
 
-    async def append_audit(self, key: SessionKey, entry: AuditEntry, *, platform: str, user: str) -> None:
+    async def append_audit(
+        self, key: SessionKey, entry: AuditEntry, *, platform: str, user: str, fence: int = 0
+    ) -> None:
         now = time.time()
+        if self._fenced(key, fence, now):
+            return
         session = self._live(key, now) or self._sessions.setdefault(key.id, _Session(key=key))
         session.audit.append(entry)
         del session.audit[: -self.limits.max_audit]
@@ -213,7 +246,13 @@ class MemoryStore:
         return None  # the sessions themselves are the index here
 
     async def delete(self, key: SessionKey) -> bool:
+        now = time.time()
         session = self._sessions.pop(key.id, None)
+        earlier = self._tombstone(key, now)
+        answering = session.lease[1] if session is not None and session.lease is not None else None
+        if answering is None and earlier is not None:
+            answering = earlier[1]
+        self._erased[key.id] = (self._last_token, answering, now + self.limits.dedupe_ttl)
         return session is not None and (session.meta is not None or bool(session.audit))
 
     async def sweep(self) -> int:
@@ -221,6 +260,7 @@ class MemoryStore:
         expired = [sid for sid, s in self._sessions.items() if self._expired(s, now)]
         for sid in expired:
             del self._sessions[sid]
+        self._erased = {sid: t for sid, t in self._erased.items() if t[2] > now}
         return len(expired)
 
     async def ping(self) -> None:

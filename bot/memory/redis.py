@@ -16,10 +16,13 @@ key                    type         holds
 ``sb:{id}:entities``   hash         facts about the user's environment: name -> {"value", "updated"}
 ``sb:{id}:recall``     sorted set   embedded turns for vector recall, scored by sequence number
 ``sb:{id}:audit``      stream       the session's tool calls (the audit log), capped at ``max_audit``
+``sb:{id}:erased``     string       after a deletion, for ``dedupe_ttl``: ``<last fencing token>:<event id>``
 =====================  ===========  ===================================================
 
 ``seq`` counts the messages ever saved (the newest message's sequence number); the summary covers messages
-``1..summary_upto``.
+``1..summary_upto``. With an encrypting codec every value holding what a user said is ciphertext: message bodies,
+the summary, entity values (their ``updated`` stays in clear for the merge script), recalled turns' text and
+vectors, and audit entries.
 """
 
 from __future__ import annotations
@@ -62,10 +65,28 @@ CLUSTER_SCHEME = "redis+cluster://"
 
 _PARTS = ("msgs", "summary", "meta", "users", "seen", "lease", "fence", "entities", "recall", "audit")
 
-# KEYS: msgs summary meta users seen lease fence entities recall audit
+# Whether a write made under lease token ``token`` comes from before the session's deletion (the tombstone
+# ``key`` holds the last token handed out then).
+_FENCED = """
+local function fenced(key, token)
+  local erased = redis.call('GET', key)
+  if not erased then return false end
+  return tonumber(token) <= tonumber(string.sub(erased, 1, string.find(erased, ':', 1, true) - 1))
+end
+"""
+
+# KEYS: msgs summary meta users seen lease fence entities recall audit erased
 # ARGV: event id, window, lease ttl (ms), idle ttl (ms), recall after ('' for none: the recall candidates are the
-#       turns before the window with a sequence number above it)
+#       turns before the window with a sequence number above it), the turn's earlier lease token ('' for none)
 _BEGIN = """
+local floor = 0
+local erased = redis.call('GET', KEYS[11])
+if erased then
+  local sep = string.find(erased, ':', 1, true)
+  floor = tonumber(string.sub(erased, 1, sep - 1))
+  if ARGV[6] ~= '' and tonumber(ARGV[6]) <= floor then return {'erased'} end
+  if string.sub(erased, sep + 1) == ARGV[1] then return {'dup'} end
+end
 if redis.call('ZSCORE', KEYS[5], ARGV[1]) then return {'dup'} end
 local held = redis.call('GET', KEYS[6])
 if held then
@@ -74,6 +95,10 @@ if held then
   return {'busy', redis.call('PTTL', KEYS[6])}
 end
 local token = redis.call('INCR', KEYS[7])
+if token <= floor then
+  token = floor + 1
+  redis.call('SET', KEYS[7], token)
+end
 redis.call('PEXPIRE', KEYS[7], ARGV[4])
 redis.call('SET', KEYS[6], token .. ':' .. ARGV[1], 'PX', ARGV[3])
 local window = tonumber(ARGV[2])
@@ -134,14 +159,17 @@ local first = total - redis.call('LLEN', KEYS[1]) + 1
 return {after, summary, redis.call('LRANGE', KEYS[1], math.max(after + 1, first) - first, upto - first)}
 """
 
-# KEYS: summary meta ; ARGV: summary, after, upto, idle ttl (ms)
-_SAVE_SUMMARY = """
-if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+# KEYS: summary meta erased ; ARGV: summary, after, upto, idle ttl (ms), lease token of the turn summarised
+_SAVE_SUMMARY = (
+    _FENCED
+    + """
+if redis.call('EXISTS', KEYS[2]) == 0 or fenced(KEYS[3], ARGV[5]) then return 0 end
 if tonumber(redis.call('HGET', KEYS[2], 'summary_upto') or '0') ~= tonumber(ARGV[2]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
 redis.call('HSET', KEYS[2], 'summary_upto', ARGV[3])
 return 1
 """
+)
 
 # KEYS: msgs summary meta users entities ; ARGV: 1 to include the messages, 0 for metadata only
 _READ = """
@@ -151,11 +179,13 @@ return {redis.call('HGETALL', KEYS[3]), redis.call('SMEMBERS', KEYS[4]), msgs, r
         redis.call('HGETALL', KEYS[5])}
 """
 
-# KEYS: entities meta ; ARGV: idle ttl (ms), then (name, JSON, updated) triples. A fact replaces a known one only
-# if it is at least as new.
-_SAVE_ENTITIES = """
-if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-for i = 2, #ARGV, 3 do
+# KEYS: entities meta erased ; ARGV: idle ttl (ms), lease token of the turn the facts come from, then (name, JSON,
+# updated) triples. A fact replaces a known one only if it is at least as new.
+_SAVE_ENTITIES = (
+    _FENCED
+    + """
+if redis.call('EXISTS', KEYS[2]) == 0 or fenced(KEYS[3], ARGV[2]) then return 0 end
+for i = 3, #ARGV, 3 do
   local known = redis.call('HGET', KEYS[1], ARGV[i])
   if (not known) or tonumber(cjson.decode(known)['updated']) <= tonumber(ARGV[i + 2]) then
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
@@ -164,21 +194,50 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
+)
 
-# KEYS: audit users [+ the user's session index, on a single node only]
-# ARGV: entry JSON, max entries, idle ttl (ms), user, session id
-_APPEND_AUDIT = """
+# KEYS: audit users erased [+ the user's session index, on a single node only]
+# ARGV: entry JSON, max entries, idle ttl (ms), user, session id, lease token of the calling turn
+_APPEND_AUDIT = (
+    _FENCED
+    + """
+if fenced(KEYS[3], ARGV[6]) then return 0 end
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'entry', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if ARGV[4] ~= '' then
   redis.call('SADD', KEYS[2], ARGV[4])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
-  if KEYS[3] then
-    redis.call('SADD', KEYS[3], ARGV[5])
-    redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  if KEYS[4] then
+    redis.call('SADD', KEYS[4], ARGV[5])
+    redis.call('PEXPIRE', KEYS[4], ARGV[3])
   end
 end
 return 1
+"""
+)
+
+# KEYS: msgs summary meta users seen lease fence entities recall audit erased ; ARGV: tombstone ttl (ms)
+# Every key goes; the tombstone keeps the last token handed out (or an earlier tombstone's, if higher), which
+# _BEGIN hands out tokens above, and the delivery being answered.
+_DELETE = """
+local held = redis.call('GET', KEYS[6])
+local answering = ''
+if held then answering = string.sub(held, string.find(held, ':', 1, true) + 1) end
+local floor = tonumber(redis.call('GET', KEYS[7]) or '0')
+local earlier = redis.call('GET', KEYS[11])
+if earlier then
+  local sep = string.find(earlier, ':', 1, true)
+  floor = math.max(floor, tonumber(string.sub(earlier, 1, sep - 1)))
+  if answering == '' then answering = string.sub(earlier, sep + 1) end
+end
+local removed = redis.call('DEL', unpack(KEYS, 1, 10))
+redis.call('SET', KEYS[11], floor .. ':' .. answering, 'PX', ARGV[1])
+return removed
+"""
+
+# KEYS: meta audit. Whether the session holds anything its users' index must point at.
+_HOLDS = """
+return redis.call('EXISTS', KEYS[1], KEYS[2])
 """
 
 # KEYS: lease ; ARGV: lease value
@@ -195,10 +254,6 @@ def _keys(key: SessionKey) -> list[str]:
 def _fields(raw: list[Any] | dict[str, str]) -> dict[str, str]:
     """A hash as a dict: Lua hands HGETALL back as a flat list."""
     return raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2], strict=True))
-
-
-def _entities(raw: list[Any] | dict[str, str]) -> dict[str, Entity]:
-    return {name: Entity.from_json(value) for name, value in _fields(raw).items()}
 
 
 def _meta(raw: list[Any] | dict[str, str]) -> SessionMeta | None:
@@ -235,6 +290,8 @@ class RedisStore:
         self._save_summary = client.register_script(_SAVE_SUMMARY)
         self._save_entities = client.register_script(_SAVE_ENTITIES)
         self._append_audit = client.register_script(_APPEND_AUDIT)
+        self._delete = client.register_script(_DELETE)
+        self._holds = client.register_script(_HOLDS)
         self._closed = False
 
     @classmethod
@@ -282,7 +339,13 @@ class RedisStore:
             raise StoreUnavailable(f"redis {what} failed: {type(exc).__name__}: {exc}") from exc
 
     async def begin_turn(
-        self, key: SessionKey, *, event_id: str, window: int, recall_after: int | None = None
+        self,
+        key: SessionKey,
+        *,
+        event_id: str,
+        window: int,
+        recall_after: int | None = None,
+        fence: int | None = None,
     ) -> TurnStart:
         args: list[str | int] = [
             event_id,
@@ -290,11 +353,15 @@ class RedisStore:
             int(self.limits.lease_ttl * 1000),
             int(self.limits.idle_ttl * 1000),
             "" if recall_after is None else recall_after,
+            "" if fence is None else fence,
         ]
-        reply = await self._call("begin_turn", lambda: self._begin(keys=_keys(key), args=args))
+        keys = [*_keys(key), key.store_key("erased")]
+        reply = await self._call("begin_turn", lambda: self._begin(keys=keys, args=args))
         status = reply[0]
         if status == "dup":
             return TurnStart(ClaimStatus.DUPLICATE)
+        if status == "erased":
+            return TurnStart(ClaimStatus.ERASED)
         if status == "inprogress":
             return TurnStart(ClaimStatus.IN_PROGRESS)
         if status == "busy":
@@ -304,11 +371,12 @@ class RedisStore:
         context = SessionContext(
             recall=tuple(self._recall_item(m, s) for m, s in zip(raw_recall[::2], raw_recall[1::2], strict=True)),
             messages=tuple(self._codec.decode(m) for m in raw_messages),
-            summary=summary,
+            summary=self._summary(summary),
             meta=_meta(fields),
             total=int(fields.get("seq", 0)),
             summary_upto=int(fields.get("summary_upto", 0)),
-            entities=_entities(raw_entities),
+            entities=self._entities(raw_entities),
+            fence=int(token),
         )
         return TurnStart(ClaimStatus.ACQUIRED, Lease(key, int(token), event_id), context)
 
@@ -342,18 +410,30 @@ class RedisStore:
         async def commit() -> Any:
             # The user's session index (for erasure without a scan) is written with the turn: inside the
             # script on one node; a cluster keeps it in another slot, so there it is written just before,
-            # and may name a session that then failed to save (harmless), never miss one that was saved.
+            # never missing a session that was saved, and taken back if the save was refused.
             if index is None:
                 return await self._commit(keys=keys, args=args)
             if not isinstance(self._client, RedisCluster):
                 return await self._commit(keys=[*keys, index], args=args)
             await self._client.sadd(index, lease.key.id)
             await self._client.pexpire(index, int(self.limits.idle_ttl * 1000))
-            return await self._commit(keys=keys, args=args)
+            return await self._written_or_unindexed(lease.key, index, self._commit(keys=keys, args=args))
 
         written = await self._call("commit_turn", commit)
         if not written:
             raise LeaseLost(f"lease {lease.token} on session {lease.key.id} is no longer held")
+
+    async def _written_or_unindexed(self, key: SessionKey, index: str, write: Awaitable[Any]) -> Any:
+        """Run ``write``; if it was refused, take the session out of ``index`` again unless it holds something.
+
+        On a cluster the user's index is written before a turn's save, in another slot. A save refused because
+        the session was erased meanwhile must not leave the erased user indexed; a session that has a turn or an
+        audit entry stays indexed (another save may just have made it so).
+        """
+        written = await write
+        if not written and not await self._holds(keys=[key.store_key("meta"), key.store_key("audit")]):
+            await self._client.srem(index, key.id)
+        return written
 
     async def abort_turn(self, lease: Lease) -> None:
         value = f"{lease.token}:{lease.event_id}"
@@ -362,30 +442,43 @@ class RedisStore:
     async def unsummarized(self, key: SessionKey, *, upto: int) -> SummaryWork:
         keys = [key.store_key(part) for part in ("msgs", "summary", "meta")]
         after, summary, raw = await self._call("unsummarized", lambda: self._unsummarized(keys=keys, args=[upto]))
-        return SummaryWork(summary, int(after), tuple(self._codec.decode(m) for m in raw))
+        return SummaryWork(self._summary(summary), int(after), tuple(self._codec.decode(m) for m in raw))
 
-    async def save_summary(self, key: SessionKey, *, summary: str, after: int, upto: int) -> bool:
-        keys = [key.store_key("summary"), key.store_key("meta")]
-        args: list[str | int] = [summary, after, upto, int(self.limits.idle_ttl * 1000)]
+    def _summary(self, raw: str | None) -> str | None:
+        return None if raw is None else self._codec.unseal_text(raw)
+
+    async def save_summary(self, key: SessionKey, *, summary: str, after: int, upto: int, fence: int = 0) -> bool:
+        keys = [key.store_key("summary"), key.store_key("meta"), key.store_key("erased")]
+        args: list[str | int] = [self._codec.seal_text(summary), after, upto, int(self.limits.idle_ttl * 1000), fence]
         saved = await self._call("save_summary", lambda: self._save_summary(keys=keys, args=args))
         return bool(saved)
 
-    async def save_entities(self, key: SessionKey, entities: Entities) -> None:
+    def _entities(self, raw: list[Any] | dict[str, str]) -> dict[str, Entity]:
+        entities = {}
+        for name, document in _fields(raw).items():
+            stored = Entity.from_json(document)
+            entities[name] = Entity(self._codec.unseal_text(stored.value), stored.updated)
+        return entities
+
+    async def save_entities(self, key: SessionKey, entities: Entities, *, fence: int = 0) -> None:
         if not entities:
             return
-        args: list[str | int | float] = [int(self.limits.idle_ttl * 1000)]
+        args: list[str | int | float] = [int(self.limits.idle_ttl * 1000), fence]
         for name, entity in entities.items():
-            args += [name, entity.to_json(), entity.updated]
-        keys = [key.store_key("entities"), key.store_key("meta")]
+            # Only the value is sealed: the script compares ``updated`` to keep the newest fact.
+            sealed = Entity(self._codec.seal_text(entity.value), entity.updated)
+            args += [name, sealed.to_json(), entity.updated]
+        keys = [key.store_key("entities"), key.store_key("meta"), key.store_key("erased")]
         await self._call("save_entities", lambda: self._save_entities(keys=keys, args=args))
 
     def _recall_member(self, event_id: str, embedding: TurnEmbedding) -> str:
         # The event id keeps two turns with the same words and answer distinct members of the sorted set.
+        vector = self._codec.seal_vector(embedding.vector)
         return json.dumps(
             {
                 "event": event_id,
                 "model": embedding.model,
-                "vector": base64.b64encode(embedding.vector).decode(),
+                "vector": vector if isinstance(vector, str) else base64.b64encode(vector).decode(),
                 "text": self._codec.seal(json.dumps(embedding.text)),
             },
             separators=(",", ":"),
@@ -394,7 +487,10 @@ class RedisStore:
     def _recall_item(self, member: str, score: str | float) -> RecallItem:
         data = json.loads(member)
         text = json.loads(self._codec.unseal(data["text"]))
-        return RecallItem(int(float(score)), text, base64.b64decode(data["vector"]), str(data["model"]))
+        stored = str(data["vector"])
+        # Base64 has no colon: a vector that is not sealed can never be taken for one that is.
+        vector = self._codec.unseal_vector(stored) if ":" in stored else base64.b64decode(stored)
+        return RecallItem(int(float(score)), text, vector, str(data["model"]))
 
     async def recall_items(self, key: SessionKey) -> list[RecallItem]:
         recall = key.store_key("recall")
@@ -404,9 +500,18 @@ class RedisStore:
         )
         return [self._recall_item(member, score) for member, score in rows]
 
-    async def append_audit(self, key: SessionKey, entry: AuditEntry, *, platform: str, user: str) -> None:
-        keys = [key.store_key("audit"), key.store_key("users")]
-        args: list[str | int] = [entry.to_json(), self.limits.max_audit, int(self.limits.idle_ttl * 1000), user, key.id]
+    async def append_audit(
+        self, key: SessionKey, entry: AuditEntry, *, platform: str, user: str, fence: int = 0
+    ) -> None:
+        keys = [key.store_key("audit"), key.store_key("users"), key.store_key("erased")]
+        args: list[str | int] = [
+            self._codec.seal(entry.to_json()),
+            self.limits.max_audit,
+            int(self.limits.idle_ttl * 1000),
+            user,
+            key.id,
+            fence,
+        ]
         index = user_index_key(platform, user) if user else None
 
         async def append() -> Any:
@@ -417,14 +522,14 @@ class RedisStore:
                 return await self._append_audit(keys=[*keys, index], args=args)
             await self._client.sadd(index, key.id)
             await self._client.pexpire(index, int(self.limits.idle_ttl * 1000))
-            return await self._append_audit(keys=keys, args=args)
+            return await self._written_or_unindexed(key, index, self._append_audit(keys=keys, args=args))
 
         await self._call("append_audit", append)
 
     async def audit(self, key: SessionKey) -> list[AuditEntry]:
         audit = key.store_key("audit")
         rows = cast(list[tuple[str, dict[str, str]]], await self._call("audit", lambda: self._client.xrange(audit)))
-        return [AuditEntry.from_json(fields["entry"]) for _, fields in rows]
+        return [AuditEntry.from_json(self._codec.unseal(fields["entry"])) for _, fields in rows]
 
     async def _read_session(self, key: SessionKey, *, messages: bool) -> list[Any]:
         """Metadata, users, (messages) and summary in one script call: consistent, and one slot on a cluster."""
@@ -442,8 +547,8 @@ class RedisStore:
             meta=meta,
             users=tuple(sorted(users)),
             messages=tuple(self._codec.decode(m) for m in raw_messages),
-            summary=summary,
-            entities=_entities(raw_entities),
+            summary=self._summary(summary),
+            entities=self._entities(raw_entities),
         )
 
     async def list_sessions(self) -> list[SessionRecord]:
@@ -471,7 +576,9 @@ class RedisStore:
         await self._call("forget_user", lambda: self._client.delete(user_index_key(platform, user)))
 
     async def delete(self, key: SessionKey) -> bool:
-        removed = await self._call("delete", lambda: self._client.delete(*_keys(key)))
+        keys = [*_keys(key), key.store_key("erased")]
+        args = [max(int(self.limits.dedupe_ttl * 1000), 1)]
+        removed = await self._call("delete", lambda: self._delete(keys=keys, args=args))
         return bool(removed)
 
     async def sweep(self) -> int:

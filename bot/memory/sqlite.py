@@ -52,6 +52,13 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE TABLE IF NOT EXISTS fence (id INTEGER PRIMARY KEY CHECK (id = 1), token INTEGER NOT NULL);
 INSERT OR IGNORE INTO fence (id, token) VALUES (1, 0);
 CREATE INDEX IF NOT EXISTS sessions_last_active ON sessions (last_active);
+-- Deleted sessions, fenced for a while: the last token handed out then, and the delivery then being answered.
+CREATE TABLE IF NOT EXISTS erased (
+    session_id TEXT PRIMARY KEY,
+    fence INTEGER NOT NULL,
+    event_id TEXT,
+    expires REAL NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS messages (
     session_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -148,6 +155,9 @@ class SqliteStore:
                 db.row_factory = sqlite3.Row
                 await db.execute("PRAGMA journal_mode=WAL")
                 await db.execute("PRAGMA synchronous=NORMAL")
+                # Deleted rows are overwritten with zeros, not just unlinked: an erased conversation must not
+                # linger in free pages (the write-ahead log is truncated after each deletion, see delete()).
+                await db.execute("PRAGMA secure_delete=ON")
                 await db.executescript(_SCHEMA)
                 cur = await db.execute("PRAGMA table_info(sessions)")
                 present = {row[1] for row in await cur.fetchall()}
@@ -193,11 +203,22 @@ class SqliteStore:
         return row
 
     async def begin_turn(
-        self, key: SessionKey, *, event_id: str, window: int, recall_after: int | None = None
+        self,
+        key: SessionKey,
+        *,
+        event_id: str,
+        window: int,
+        recall_after: int | None = None,
+        fence: int | None = None,
     ) -> TurnStart:
         now = time.time()
         sid = key.id
         async with self._tx() as db:
+            tombstone = await self._tombstone(db, sid, now)
+            if fence is not None and tombstone is not None and fence <= tombstone["fence"]:
+                return TurnStart(ClaimStatus.ERASED)
+            if tombstone is not None and tombstone["event_id"] == event_id:
+                return TurnStart(ClaimStatus.DUPLICATE)
             row = await self._row(db, sid, now)
             cur = await db.execute("SELECT 1 FROM seen WHERE session_id = ? AND event_id = ?", (sid, event_id))
             if await cur.fetchone():
@@ -225,11 +246,12 @@ class SqliteStore:
         context = SessionContext(
             recall=tuple(self._recall_item(r) for r in candidates),
             messages=tuple(self._codec.decode(b) for b in reversed(bodies)),
-            summary=row["summary"] if row is not None else None,
+            summary=self._summary(row["summary"]) if row is not None else None,
             meta=_meta(row),
             total=row["seq"] if row is not None else 0,
             summary_upto=row["summary_upto"] if row is not None else 0,
             entities=entities,
+            fence=token,
         )
         return TurnStart(ClaimStatus.ACQUIRED, Lease(key, token, event_id), context)
 
@@ -293,25 +315,44 @@ class SqliteStore:
                 (lease.key.id,),
             )
 
+    async def _tombstone(self, db: aiosqlite.Connection, session_id: str, now: float) -> sqlite3.Row | None:
+        cur = await db.execute(
+            "SELECT fence, event_id FROM erased WHERE session_id = ? AND expires > ?", (session_id, now)
+        )
+        row: sqlite3.Row | None = await cur.fetchone()
+        return row
+
+    async def _fenced(self, db: aiosqlite.Connection, session_id: str, fence: int, now: float) -> bool:
+        """Whether a write made under the lease token ``fence`` comes from before the session's deletion."""
+        tombstone = await self._tombstone(db, session_id, now)
+        return tombstone is not None and fence <= tombstone["fence"]
+
     async def _entities(self, db: aiosqlite.Connection, session_id: str) -> dict[str, Entity]:
         cur = await db.execute("SELECT name, value, updated FROM entities WHERE session_id = ?", (session_id,))
-        return {r[0]: Entity(r[1], r[2]) for r in await cur.fetchall()}
+        return {r[0]: Entity(self._codec.unseal_text(r[1]), r[2]) for r in await cur.fetchall()}
 
-    async def save_entities(self, key: SessionKey, entities: Entities) -> None:
+    async def save_entities(self, key: SessionKey, entities: Entities, *, fence: int = 0) -> None:
+        now = time.time()
         async with self._tx() as db:
-            if await self._row(db, key.id, time.time()) is None:
+            if await self._row(db, key.id, now) is None or await self._fenced(db, key.id, fence, now):
                 return
             await db.executemany(
                 "INSERT INTO entities (session_id, name, value, updated) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (session_id, name) DO UPDATE SET value = excluded.value, updated = excluded.updated "
                 "WHERE excluded.updated >= entities.updated",
-                [(key.id, name, e.value, e.updated) for name, e in entities.items()],
+                [(key.id, name, self._codec.seal_text(e.value), e.updated) for name, e in entities.items()],
             )
 
     async def _save_recall(self, db: aiosqlite.Connection, sid: str, seq: int, embedding: TurnEmbedding) -> None:
         await db.execute(
             "INSERT OR REPLACE INTO recall (session_id, seq, model, vector, body) VALUES (?, ?, ?, ?, ?)",
-            (sid, seq, embedding.model, embedding.vector, self._codec.seal(json.dumps(embedding.text))),
+            (
+                sid,
+                seq,
+                embedding.model,
+                self._codec.seal_vector(embedding.vector),
+                self._codec.seal(json.dumps(embedding.text)),
+            ),
         )
         await db.execute(
             "DELETE FROM recall WHERE session_id = ? AND seq NOT IN "
@@ -329,7 +370,7 @@ class SqliteStore:
         return list(await cur.fetchall())
 
     def _recall_item(self, row: sqlite3.Row) -> RecallItem:
-        return RecallItem(row[0], json.loads(self._codec.unseal(row[3])), bytes(row[2]), row[1])
+        return RecallItem(row[0], json.loads(self._codec.unseal(row[3])), self._codec.unseal_vector(row[2]), row[1])
 
     async def recall_items(self, key: SessionKey) -> list[RecallItem]:
         async with self._tx() as db:
@@ -338,10 +379,15 @@ class SqliteStore:
             rows = await self._recall_rows(db, key.id)
         return [self._recall_item(r) for r in rows]
 
-    async def append_audit(self, key: SessionKey, entry: AuditEntry, *, platform: str, user: str) -> None:
+    async def append_audit(
+        self, key: SessionKey, entry: AuditEntry, *, platform: str, user: str, fence: int = 0
+    ) -> None:
         sid = key.id
+        now = time.time()
         async with self._tx() as db:
-            await self._row(db, sid, time.time())
+            if await self._fenced(db, sid, fence, now):
+                return
+            await self._row(db, sid, now)
             await db.execute(
                 "INSERT INTO sessions (id, platform) VALUES (?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET platform = excluded.platform WHERE sessions.platform = ''",
@@ -350,7 +396,8 @@ class SqliteStore:
             if user:
                 await db.execute("INSERT OR IGNORE INTO session_users (session_id, user) VALUES (?, ?)", (sid, user))
             await db.execute(
-                "INSERT INTO audit (session_id, at, body) VALUES (?, ?, ?)", (sid, entry.time, entry.to_json())
+                "INSERT INTO audit (session_id, at, body) VALUES (?, ?, ?)",
+                (sid, entry.time, self._codec.seal(entry.to_json())),
             )
             await db.execute(
                 "DELETE FROM audit WHERE session_id = ? AND id NOT IN "
@@ -364,7 +411,7 @@ class SqliteStore:
                 return []
             cur = await db.execute("SELECT body FROM audit WHERE session_id = ? ORDER BY id", (key.id,))
             rows = await cur.fetchall()
-        return [AuditEntry.from_json(r[0]) for r in rows]
+        return [AuditEntry.from_json(self._codec.unseal(r[0])) for r in rows]
 
     async def unsummarized(self, key: SessionKey, *, upto: int) -> SummaryWork:
         sid = key.id
@@ -377,14 +424,22 @@ class SqliteStore:
                 (sid, row["summary_upto"], upto),
             )
             bodies = [r[0] for r in await cur.fetchall()]
-        return SummaryWork(row["summary"], row["summary_upto"], tuple(self._codec.decode(b) for b in bodies))
+        return SummaryWork(
+            self._summary(row["summary"]), row["summary_upto"], tuple(self._codec.decode(b) for b in bodies)
+        )
 
-    async def save_summary(self, key: SessionKey, *, summary: str, after: int, upto: int) -> bool:
+    def _summary(self, raw: str | None) -> str | None:
+        return None if raw is None else self._codec.unseal_text(raw)
+
+    async def save_summary(self, key: SessionKey, *, summary: str, after: int, upto: int, fence: int = 0) -> bool:
+        now = time.time()
         async with self._tx() as db:
+            if await self._fenced(db, key.id, fence, now):
+                return False
             cur = await db.execute(
                 "UPDATE sessions SET summary = ?, summary_upto = ? "
                 "WHERE id = ? AND summary_upto = ? AND last_active IS NOT NULL",
-                (summary, upto, key.id, after),
+                (self._codec.seal_text(summary), upto, key.id, after),
             )
             return cur.rowcount == 1
 
@@ -405,7 +460,7 @@ class SqliteStore:
             meta=meta,
             users=users,
             messages=tuple(self._codec.decode(b) for b in bodies),
-            summary=row["summary"],
+            summary=self._summary(row["summary"]),
             entities=entities,
         )
 
@@ -424,7 +479,7 @@ class SqliteStore:
                 meta=SessionMeta(created=r[1], last_active=r[2], platform=r[3], turns=r[4]),
                 users=tuple(sorted(r[6].split("\0"))) if r[6] else (),
                 messages=(),
-                summary=r[5],
+                summary=self._summary(r[5]),
             )
             for r in rows
         ]
@@ -439,14 +494,49 @@ class SqliteStore:
             return [r[0] for r in await cur.fetchall()]
 
     async def forget_user(self, platform: str, user: str) -> None:
-        return None  # session_users is the index, and goes with each session
+        # session_users is the index, and went with each session. What is left is to make sure the log holds no
+        # copy of what was deleted, also when an earlier erasure of this user could not truncate it.
+        await self._truncate_log()
 
     async def delete(self, key: SessionKey) -> bool:
+        sid = key.id
+        now = time.time()
         async with self._tx() as db:
-            cur = await db.execute("SELECT last_active FROM sessions WHERE id = ?", (key.id,))
+            cur = await db.execute("SELECT last_active, lease_event FROM sessions WHERE id = ?", (sid,))
             row = await cur.fetchone()
-            await self._drop(db, key.id)
-        return row is not None and row[0] is not None
+            tombstone = await self._tombstone(db, sid, now)
+            answering = row["lease_event"] if row is not None else None
+            if answering is None and tombstone is not None:
+                answering = tombstone["event_id"]
+            await self._drop(db, sid)
+            await db.execute(
+                "INSERT OR REPLACE INTO erased (session_id, fence, event_id, expires) "
+                "VALUES (?, (SELECT token FROM fence WHERE id = 1), ?, ?)",
+                (sid, answering, now + self.limits.dedupe_ttl),
+            )
+        await self._truncate_log()
+        return row is not None and row["last_active"] is not None
+
+    async def _truncate_log(self) -> None:
+        """Move the write-ahead log into the database file and cut it to zero bytes.
+
+        Until then the log keeps the pages as they were before a deletion, with the deleted text in them; the
+        database file gets the pages as secure_delete left them, zeroed where the rows were.
+
+        Raises:
+            StoreUnavailable: another connection kept the log in use past the busy timeout.
+        """
+        async with self._lock:
+            db = await self._conn()
+            try:
+                busy = await _scalar(db, "PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"sqlite store failed: {exc}") from exc
+        if busy:
+            raise StoreUnavailable(
+                "the session was deleted, but another connection kept the write-ahead log busy, so copies of it "
+                "may remain there until the next checkpoint; run the deletion again"
+            )
 
     async def sweep(self) -> int:
         now = time.time()
@@ -460,6 +550,7 @@ class SqliteStore:
             expired = [r[0] for r in await cur.fetchall()]
             for sid in expired:
                 await self._drop(db, sid)
+            await db.execute("DELETE FROM erased WHERE expires <= ?", (now,))
         return len(expired)
 
     async def ping(self) -> None:
