@@ -317,7 +317,7 @@ class SessionStore(Protocol):
         ...
 
     async def list_sessions(self) -> list[SessionRecord]:
-        """Every live session, most recently active first (messages left empty)."""
+        """Every live session, most recently active first (messages and summary left empty)."""
         ...
 
     async def sessions_of_user(self, platform: str, user: str) -> list[str]:

@@ -229,7 +229,7 @@ class MemoryStore:
     async def list_sessions(self) -> list[SessionRecord]:
         await self.sweep()
         records = [
-            SessionRecord(s.key.id, s.meta, tuple(sorted(s.users)), (), s.summary)
+            SessionRecord(s.key.id, s.meta, tuple(sorted(s.users)), (), None)
             for s in self._sessions.values()
             if s.meta is not None
         ]

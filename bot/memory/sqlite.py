@@ -468,7 +468,7 @@ class SqliteStore:
         await self.sweep()
         async with self._tx() as db:
             cur = await db.execute(
-                "SELECT s.id, s.created, s.last_active, s.platform, s.turns, s.summary, "
+                "SELECT s.id, s.created, s.last_active, s.platform, s.turns, NULL, "
                 "(SELECT group_concat(user, char(0)) FROM session_users u WHERE u.session_id = s.id) "
                 "FROM sessions s WHERE s.last_active IS NOT NULL ORDER BY s.last_active DESC"
             )
@@ -479,7 +479,7 @@ class SqliteStore:
                 meta=SessionMeta(created=r[1], last_active=r[2], platform=r[3], turns=r[4]),
                 users=tuple(sorted(r[6].split("\0"))) if r[6] else (),
                 messages=(),
-                summary=self._summary(r[5]),
+                summary=None,  # as on Redis: a listing needs no key, and reads no text
             )
             for r in rows
         ]
