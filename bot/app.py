@@ -100,6 +100,7 @@ def build_bot(settings: Settings, *, store: SessionStore | None = None) -> Suppo
         rate_limit_messages=settings.rate_limit.messages,
         rate_limit_period=settings.rate_limit.period,
         tool_rounds=settings.tools.max_rounds,
+        embedding_wait=settings.memory.embedding_wait,
         max_prompt_tokens=settings.llm.max_prompt_tokens,
         # The offline responder reads the knowledge base itself; a model gets the best passages in its prompt.
         kb_snippets=settings.kb.top_k if settings.llm_configured and settings.kb.in_prompt else 0,

@@ -84,6 +84,7 @@ class MemorySettings(_Section):
     recall_max_turns: int = Field(default=1_000, ge=10, le=100_000)
     embeddings: Literal["auto", "openai", "minilm", "hashing"] = "auto"
     embeddings_model: str = "text-embedding-3-small"
+    embedding_wait: Duration = constants.EMBEDDING_WAIT_S
     window_messages: int = Field(default=constants.WINDOW_MESSAGES, ge=1, le=10_000)
     window_tokens: int = Field(default=3_000, ge=100)
     max_messages: int = Field(default=constants.MAX_MESSAGES, ge=2, le=1_000_000)

@@ -300,9 +300,7 @@ async def test_failures_never_show_the_url_query_or_the_token(webhook: FakeTicke
 async def test_a_webhook_that_hangs_times_out(store: SessionStore, webhook: FakeTicketWebhook) -> None:
     box = Toolbox(store=store, tickets=hook(webhook, timeout=0.2, retries=1))
     webhook.fail_next("hang", times=2)
-    started = time.monotonic()
-    result = await box.run(call("create_ticket", **TICKET_ARGS), facts())
-    assert time.monotonic() - started < 5
+    result = await box.run(call("create_ticket", **TICKET_ARGS), facts())  # returns although the webhook never does
     assert result.artifact == "error" and "no answer within 0.2 s" in result.text
     assert len(webhook.requests) == 2
     await box.aclose()
