@@ -1,4 +1,8 @@
-"""The knowledge base: markdown articles in ``kb/``, split into sections and searched with BM25 (bm25s)."""
+"""The knowledge base: a folder of markdown articles, split into sections and searched with BM25 (bm25s).
+
+The sample articles ship inside the package (``bot/sample_kb/``), so an installed bot has them wherever it runs;
+``kb.path`` points at an organisation's own.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 
 import bm25s
 
+SAMPLE_KB = Path(__file__).resolve().parent / "sample_kb"
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 # Words too common in helpdesk text to tell articles apart, on top of English stopwords.
 _STOPWORDS = frozenset(
@@ -71,8 +76,9 @@ def parse_article(slug: str, text: str) -> list[Section]:
 class KnowledgeBase:
     """Every section of every article, indexed once at start."""
 
-    def __init__(self, sections: list[Section]) -> None:
+    def __init__(self, sections: list[Section], *, directory: Path | None = None) -> None:
         self.sections = sections
+        self.directory = directory  # where the articles were read from, for banners
         self._retriever: bm25s.BM25 | None = None
         corpus = [tokenize(f"{s.article} {s.article} {s.heading} {s.body}") for s in sections]
         if any(corpus):
@@ -82,12 +88,19 @@ class KnowledgeBase:
     @classmethod
     def from_directory(cls, path: str | Path) -> KnowledgeBase:
         """Load ``*.md`` from ``path``; a missing directory gives an empty knowledge base."""
-        directory = Path(path)
+        directory = Path(path).absolute()
         sections: list[Section] = []
         if directory.is_dir():
             for file in sorted(directory.glob("*.md")):
                 sections.extend(parse_article(file.stem, file.read_text(encoding="utf-8")))
-        return cls(sections)
+        return cls(sections, directory=directory)
+
+    def describe(self) -> str:
+        """``8 articles in /path/to/kb``, for banners."""
+        count = len(self.articles)
+        where = f" in {self.directory}" if self.directory is not None else ""
+        sample = " (the sample articles; set kb.path for your own)" if self.directory == SAMPLE_KB else ""
+        return f"{count} article{'' if count == 1 else 's'}{where}{sample}"
 
     @property
     def articles(self) -> list[str]:

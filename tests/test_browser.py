@@ -35,9 +35,7 @@ LAUNCH_ARGS = [
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[str]:
     port = free_port()
-    settings = settings_for(
-        SUPPORTBOT_MEMORY__STORE_URL=f"sqlite:///{tmp_path / 'web.db'}", PORT=str(port), SUPPORTBOT_KB__PATH="kb"
-    )
+    settings = settings_for(SUPPORTBOT_MEMORY__STORE_URL=f"sqlite:///{tmp_path / 'web.db'}", PORT=str(port))
     bot = build_bot(settings)
     adapter = WebAdapter(settings=settings)
     await adapter.start(bot)

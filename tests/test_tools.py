@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from langchain_core.messages.tool import tool_call
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from bot.errors import EscalationFailed, StoreUnavailable, TicketFailed
-from bot.kb import KnowledgeBase
+from bot.kb import SAMPLE_KB, KnowledgeBase
 from bot.memory import Entity, SessionContext, SessionStore, StoreLimits, open_store
 from bot.memory.base import AuditEntry
 from bot.memory.memory import MemoryStore
@@ -32,7 +31,7 @@ from bot.tools import HANDOVER_CHARS, REDACTED, Ticket, TicketWebhook, Toolbox, 
 from tests.conftest import StoreFactory, second_client
 from tests.fakes.webhook_server import FakeTicketWebhook
 
-KB_DIR = Path(__file__).resolve().parents[1] / "kb"
+KB_DIR = SAMPLE_KB
 TOKEN = "hook-token-5f2a9c"
 KEY = SessionKey(platform="slack", workspace="T1", channel="C1", thread="171.1", user="U1")
 
