@@ -68,7 +68,8 @@ def describe_setup(settings: Settings, bot: SupportBot) -> list[str]:
     if bot.recall is None:
         lines.append("recall: off (memory.recall)")
     elif bot.recall.preload:
-        lines.append(f"recall: {bot.recall.model_name}, a local model (loads in the background; about 500 MB)")
+        local = "a local model, loading in the background (about 450 MB of memory)"
+        lines.append(f"recall: {bot.recall.model_name}, {local}")
     elif bot.recall.model_name.startswith("hashing"):
         lines.append(f"recall: {bot.recall.model_name} (matches shared words; the recall extra adds a local model)")
     else:

@@ -6,11 +6,15 @@ The sample articles ship inside the package (``bot/sample_kb/``), so an installe
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import bm25s
+
+# Importing bm25s sets its logger to DEBUG, whenever that happens: its "building index" lines are not ours to print.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 SAMPLE_KB = Path(__file__).resolve().parent / "sample_kb"
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
