@@ -12,8 +12,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_an_installed_wheel_answers_from_its_own_sample_articles(tmp_path: Path) -> None:
+    pip = [sys.executable, "-m", "pip"]
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
         capture_output=True,
         text=True,
     )
@@ -25,7 +26,7 @@ def test_an_installed_wheel_answers_from_its_own_sample_articles(tmp_path: Path)
 
     site = tmp_path / "site"
     installed = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+        [*pip, "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
         capture_output=True,
         text=True,
     )
