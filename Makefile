@@ -58,6 +58,7 @@ format: $(DEV_STAMP)
 bench: $(BENCH_STAMP)
 	$(PY) bench/core_bench.py --plot docs/bench_core.png --json docs/bench_core.json
 	$(PY) bench/recall_bench.py --json docs/bench_recall.json
+	$(PY) bench/offline_eval.py --json docs/bench_offline.json
 
 soak: $(DEV_STAMP)
 	$(PY) bench/soak.py --seconds 120 --sessions 200 --json docs/soak.json
