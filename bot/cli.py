@@ -231,8 +231,8 @@ async def _chat(settings: Settings, session: str, log_file: Path | None) -> int:
             out.write("Supportbot — terminal chat\n")
             for line in describe_setup(settings, bot):
                 out.write(f"  {line}\n")
-            out.write(f"  log: {log_file or 'this terminal'}\n")
-            out.write(f"Session '{session}'. Type /help for commands.\n")
+            out.write(f"  log: {log_file} (chat -v shows it here instead)\n" if log_file else "  log: this terminal\n")
+            out.write(f"Session '{session}' (later: supportbot sessions show {session}). Type /help for commands.\n")
         while True:
             if interactive:
                 out.write(f"[{session}] you> ")
