@@ -435,6 +435,10 @@ def serve(ctx: click.Context) -> None:
 
     settings = _settings(ctx)
     _check_port(settings)
+    if _sqlite_file(settings) is not None:
+        # Create the database now, so `sessions list` finds it before the first message (and a path that cannot
+        # be written stops the start rather than every turn).
+        _run(_with_store(settings, lambda store: store.ping()))
     runner = Runner(settings, names=list(REGISTRY), load=load_adapter)
     try:
         _run(runner.serve(say=lambda line: click.echo(line)))

@@ -127,6 +127,8 @@ def test_serve_answers_healthz_and_stops_on_sigterm(env: dict[str, str]) -> None
             except OSError:
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
                 time.sleep(0.1)
+        listed = supportbot(env, "sessions", "list")  # before any message: serve created the database
+        assert listed.returncode == 0 and listed.stdout == "no sessions\n", listed.stderr
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
             ready = json.load(response)
         assert ready["status"] == "ready" and ready["model"].startswith("offline")
