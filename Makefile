@@ -10,6 +10,10 @@ BENCH_STAMP := $(VENV)/.bench-installed
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 TORCH_INSTALL = $(PY) -m pip install --quiet '$(TORCH)' $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+# `make test` installs the recall extra (the local embedding model) into the same .venv. `make run` and `make chat`
+# still use hashing embeddings, so the quick start does the same thing on every checkout (no 500 MB model loaded);
+# `make run EMBEDDINGS=minilm` (or auto) uses the local model.
+EMBEDDINGS ?= $(or $(SUPPORTBOT_MEMORY__EMBEDDINGS),hashing)
 
 .PHONY: install run chat test lint format bench soak clean
 
@@ -34,10 +38,10 @@ $(BENCH_STAMP): $(DEV_STAMP)
 install: $(DEV_STAMP)
 
 run: $(RUN_STAMP)
-	$(VENV)/bin/supportbot serve
+	SUPPORTBOT_MEMORY__EMBEDDINGS=$(EMBEDDINGS) $(VENV)/bin/supportbot serve
 
 chat: $(RUN_STAMP)
-	$(VENV)/bin/supportbot chat
+	SUPPORTBOT_MEMORY__EMBEDDINGS=$(EMBEDDINGS) $(VENV)/bin/supportbot chat
 
 test: $(DEV_STAMP)
 	$(PY) -m pytest
@@ -54,6 +58,7 @@ format: $(DEV_STAMP)
 bench: $(BENCH_STAMP)
 	$(PY) bench/core_bench.py --plot docs/bench_core.png --json docs/bench_core.json
 	$(PY) bench/recall_bench.py --json docs/bench_recall.json
+	$(PY) bench/offline_eval.py --json docs/bench_offline.json
 
 soak: $(DEV_STAMP)
 	$(PY) bench/soak.py --seconds 120 --sessions 200 --json docs/soak.json

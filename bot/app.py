@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from bot.config import Settings
+from pathlib import Path
+
+from bot.config import Settings, redact_url
 from bot.core import CoreOptions, SupportBot
 from bot.embeddings import build_embeddings
 from bot.entities import EntityExtractor, ModelEntityExtractor, RuleEntityExtractor
 from bot.errors import ConfigError
-from bot.kb import KnowledgeBase
+from bot.kb import SAMPLE_KB, KnowledgeBase
 from bot.memory import SessionStore, StoreLimits, open_store
 from bot.memory.codec import EncryptedCodec
 from bot.metrics import TurnMetrics
-from bot.model import build_chat_model
+from bot.model import build_chat_model, describe_model
 from bot.recall import Recall
 from bot.strategies import BufferStrategy, MemoryStrategy, WindowStrategy
 from bot.summary import ExtractiveSummarizer, ModelSummarizer, Summarizer
@@ -47,9 +49,32 @@ def build_store(settings: Settings) -> SessionStore:
         codec = EncryptedCodec([k.get_secret_value() for k in keys]) if keys else None
     except ValueError as exc:
         raise ConfigError(f"SUPPORTBOT_ENCRYPTION_KEY: {exc}") from None
-    return open_store(
-        settings.store_url, limits=store_limits(settings), redis_cluster=settings.memory.redis_cluster, codec=codec
-    )
+    try:
+        return open_store(
+            settings.store_url, limits=store_limits(settings), redis_cluster=settings.memory.redis_cluster, codec=codec
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{settings.origin('memory', 'store_url')}: {exc}") from None
+
+
+def describe_setup(settings: Settings, bot: SupportBot) -> list[str]:
+    """The banner lines every entry point prints: the store, the model, the knowledge base and vector recall."""
+    model = describe_model(settings)
+    if not settings.llm_configured:
+        model += "; set OPENAI_API_KEY, or OPENAI_BASE_URL for a local server such as Ollama, for full answers"
+    lines = [f"store: {redact_url(settings.store_url)}", f"model: {model}"]
+    if bot.knowledge is not None:
+        lines.append(f"knowledge base: {bot.knowledge.describe()}")
+    if bot.recall is None:
+        lines.append("recall: off (memory.recall)")
+    elif bot.recall.preload:
+        local = "a local model, loading in the background (about 450 MB of memory)"
+        lines.append(f"recall: {bot.recall.model_name}, {local}")
+    elif bot.recall.model_name.startswith("hashing"):
+        lines.append(f"recall: {bot.recall.model_name} (matches shared words; the recall extra adds a local model)")
+    else:
+        lines.append(f"recall: {bot.recall.model_name}")
+    return lines
 
 
 def build_strategy(settings: Settings) -> MemoryStrategy:
@@ -88,9 +113,23 @@ def build_toolbox(
     return toolbox if toolbox.tools else None
 
 
+def load_knowledge(settings: Settings) -> KnowledgeBase:
+    """The articles ``kb.path`` names, or the sample articles shipped with Supportbot.
+
+    Raises:
+        ConfigError: ``kb.path`` is not a folder.
+    """
+    if settings.kb.path is None:
+        return KnowledgeBase.from_directory(SAMPLE_KB)
+    directory = Path(settings.kb.path).expanduser().absolute()
+    if not directory.is_dir():
+        raise ConfigError(f"{settings.origin('kb', 'path')}: no folder of help articles at {directory}")
+    return KnowledgeBase.from_directory(directory)
+
+
 def build_bot(settings: Settings, *, store: SessionStore | None = None) -> SupportBot:
     """A bot on the configured store, model and strategy."""
-    kb = KnowledgeBase.from_directory(settings.kb.path)
+    kb = load_knowledge(settings)
     options = CoreOptions(
         system_prompt=settings.bot.system_prompt,
         scope=settings.memory.scope,
@@ -100,6 +139,7 @@ def build_bot(settings: Settings, *, store: SessionStore | None = None) -> Suppo
         rate_limit_messages=settings.rate_limit.messages,
         rate_limit_period=settings.rate_limit.period,
         tool_rounds=settings.tools.max_rounds,
+        embedding_wait=settings.memory.embedding_wait,
         max_prompt_tokens=settings.llm.max_prompt_tokens,
         # The offline responder reads the knowledge base itself; a model gets the best passages in its prompt.
         kb_snippets=settings.kb.top_k if settings.llm_configured and settings.kb.in_prompt else 0,

@@ -3,6 +3,11 @@
 Precedence, highest first: the named variables of the contract (``REDIS_URL``, ``PORT``, ``OPENAI_*``),
 then ``SUPPORTBOT_<SECTION>__<KEY>`` variables, then the YAML file, then the defaults below.
 Secrets come only from the environment and are held as ``SecretStr``, so they never print.
+
+Relative paths in the YAML file (``kb.path``, ``sqlite:///relative.db``) are taken from the file's folder, so a
+command means the same files whatever folder it runs in; paths given in the environment are taken from the
+working directory, as a shell user expects. Every error names where the bad value came from: the variable, or
+the file and the key.
 """
 
 from __future__ import annotations
@@ -16,7 +21,16 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot import constants
@@ -24,7 +38,8 @@ from bot.errors import ConfigError
 from bot.session import Scope
 
 DEFAULT_CONFIG_PATH = "config.yaml"
-DEFAULT_STORE_URL = "sqlite:///data/supportbot.db"
+STORE_SCHEMES = ("memory", "sqlite", "redis", "rediss", "unix", "redis+cluster")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, None: 1.0}
@@ -43,6 +58,10 @@ _SECRET_KEYS = {
 }
 
 
+# The environment being read by load_settings (the process environment otherwise).
+_ENVIRONMENT: ContextVar[Mapping[str, str]] = ContextVar("supportbot_environment", default=os.environ)
+
+
 def parse_duration(value: Any) -> Any:
     """Accept seconds as a number or text with a unit: ``"250ms"``, ``"30s"``, ``"5m"``, ``"12h"``, ``"7d"``."""
     if isinstance(value, str):
@@ -54,6 +73,38 @@ def parse_duration(value: Any) -> Any:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+
+
+def check_store_url(url: str, *, schemes: tuple[str, ...] = STORE_SCHEMES) -> str:
+    """``url`` when it names a store Supportbot can open; the message never repeats the URL (it may hold a password).
+
+    Raises:
+        ValueError: another scheme, or a ``sqlite:///`` URL without a path.
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in schemes:
+        shown = f"scheme {scheme!r}" if scheme else "no scheme"
+        names = [f"{s}://" for s in schemes]
+        raise ValueError(f"expected a {', '.join(names[:-1])} or {names[-1]} URL, got {shown}")
+    if scheme == "sqlite" and (not url.startswith("sqlite:///") or len(url) == len("sqlite:///")):
+        raise ValueError("expected sqlite:///relative/path.db or sqlite:////absolute/path.db")
+    return url
+
+
+def _user_folder(env: Mapping[str, str], variable: str, fallback: str) -> Path:
+    """An XDG base folder: ``$XDG_DATA_HOME``, else ``~/.local/share`` (and the like for the others)."""
+    return Path(env.get(variable) or Path(env.get("HOME") or Path.home()) / fallback)
+
+
+def default_chat_log(env: Mapping[str, str]) -> str:
+    """Where the terminal chat logs, so warnings never land between its prompts and answers."""
+    return str(_user_folder(env, "XDG_STATE_HOME", ".local/state") / "supportbot" / "chat.log")
+
+
+def default_store_url(env: Mapping[str, str]) -> str:
+    """Where sessions live when nothing says: a file in the user's data folder, never in whatever folder a command
+    happens to run in."""
+    return f"sqlite:///{_user_folder(env, 'XDG_DATA_HOME', '.local/share') / 'supportbot' / 'supportbot.db'}"
 
 
 class _Section(BaseModel):
@@ -71,7 +122,7 @@ class BotSettings(_Section):
 
 
 class MemorySettings(_Section):
-    store_url: str = DEFAULT_STORE_URL
+    store_url: str = Field(default_factory=lambda: default_store_url(_ENVIRONMENT.get()))
     redis_cluster: bool = False
     when_unavailable: Literal["refuse", "answer"] = "refuse"
     scope: Scope = Scope.THREAD_USER
@@ -84,6 +135,7 @@ class MemorySettings(_Section):
     recall_max_turns: int = Field(default=1_000, ge=10, le=100_000)
     embeddings: Literal["auto", "openai", "minilm", "hashing"] = "auto"
     embeddings_model: str = "text-embedding-3-small"
+    embedding_wait: Duration = constants.EMBEDDING_WAIT_S
     window_messages: int = Field(default=constants.WINDOW_MESSAGES, ge=1, le=10_000)
     window_tokens: int = Field(default=3_000, ge=100)
     max_messages: int = Field(default=constants.MAX_MESSAGES, ge=2, le=1_000_000)
@@ -93,6 +145,11 @@ class MemorySettings(_Section):
     lease_ttl: Duration = constants.LEASE_TTL_S
     lease_wait: Duration = constants.LEASE_WAIT_S
     sweep_interval: Duration = constants.SWEEP_INTERVAL_S
+
+    @field_validator("store_url")
+    @classmethod
+    def _known_store(cls, url: str) -> str:
+        return check_store_url(url)
 
 
 class LLMSettings(_Section):
@@ -116,7 +173,7 @@ class ToolsSettings(_Section):
 
 
 class KBSettings(_Section):
-    path: str = "kb"
+    path: str | None = None  # None: the sample articles shipped inside the package
     top_k: int = Field(default=2, ge=1, le=10)
     in_prompt: bool = True
 
@@ -160,6 +217,7 @@ class DiscordSettings(_Section):
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
+    chat_file: str | None = None  # None: default_chat_log()
 
 
 class Secrets(BaseModel):
@@ -208,9 +266,6 @@ class Secrets(BaseModel):
         )
 
 
-_ENVIRONMENT: ContextVar[Mapping[str, str]] = ContextVar("supportbot_environment", default=os.environ)
-
-
 class _MappingEnvSource(EnvSettingsSource):
     """pydantic-settings' environment source, reading a given mapping instead of the process environment."""
 
@@ -230,7 +285,7 @@ class Settings(BaseSettings):
     )
 
     bot: BotSettings = BotSettings()
-    memory: MemorySettings = MemorySettings()
+    memory: MemorySettings = Field(default_factory=MemorySettings)  # its default store depends on the environment
     llm: LLMSettings = LLMSettings()
     kb: KBSettings = KBSettings()
     tools: ToolsSettings = ToolsSettings()
@@ -241,6 +296,7 @@ class Settings(BaseSettings):
     discord: DiscordSettings = DiscordSettings()
     log: LogSettings = LogSettings()
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
+    _origins: Origins | None = PrivateAttr(default=None)
 
     @classmethod
     def settings_customise_sources(
@@ -261,6 +317,13 @@ class Settings(BaseSettings):
         if self.secrets.redis_url is not None:
             return self.secrets.redis_url.get_secret_value()
         return self.memory.store_url
+
+    def origin(self, section: str, key: str) -> str:
+        """Where ``section.key`` got its value, for error messages: ``SUPPORTBOT_KB__PATH``, ``config.yaml: kb.path``
+        or ``the default kb.path``. ``memory.store_url`` names ``REDIS_URL`` when that is what the store comes from."""
+        if (section, key) == ("memory", "store_url") and self.secrets.redis_url is not None:
+            return "REDIS_URL"
+        return (self._origins or Origins()).of(section, key)
 
     @property
     def llm_configured(self) -> bool:
@@ -310,21 +373,72 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _describe(error: ValidationError, source: str) -> str:
-    problems = []
-    for err in error.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        problems.append(f"{key}: {message}")
-    return f"{source}: " + "; ".join(problems)
-
-
 # Contract variables that set a (non-secret) key of the file.
 _NAMED_OVERRIDES = {
     "SLACK_API_URL": ("slack", "api_url"),
     "DISCORD_API_URL": ("discord", "api_url"),
     "DISCORD_GATEWAY_URL": ("discord", "gateway_url"),
 }
+
+
+class Origins:
+    """Which variable, or which key of which file, set each configuration key."""
+
+    def __init__(
+        self, *, env: Mapping[str, str] | None = None, file: str | None = None, data: Mapping[str, Any] | None = None
+    ) -> None:
+        self._variables: dict[str, str] = {}
+        for name in env or {}:
+            section, sep, key = name.lower().removeprefix("supportbot_").partition("__")
+            if name.upper().startswith("SUPPORTBOT_") and sep and (env or {})[name].strip():
+                self._variables[f"{section}.{key}"] = name
+        for name, (section, key) in {**_NAMED_OVERRIDES, "PORT": ("server", "port")}.items():
+            if (env or {}).get(name, "").strip():
+                self._variables[f"{section}.{key}"] = name
+        self._file = file
+        self._data = data or {}
+
+    def of(self, section: str, key: str) -> str:
+        """``SUPPORTBOT_MEMORY__IDLE_TTL``, ``config.yaml: memory.idle_ttl`` or ``the default memory.idle_ttl``."""
+        dotted = f"{section}.{key}" if key else section
+        if dotted in self._variables:
+            return self._variables[dotted]
+        in_file = self._data.get(section)
+        if self._file is not None and (not key or (isinstance(in_file, dict) and key in in_file)):
+            return f"{self._file}: {dotted}"
+        return f"the default {dotted}"
+
+    def describe(self, error: ValidationError) -> str:
+        """One line naming each bad key, where it was set, and the problem."""
+        problems = []
+        for err in error.errors():
+            loc = [str(p) for p in err["loc"]]
+            if not loc:
+                problems.append(f"{self._file or 'config'}: {err['msg']}")
+                continue
+            where = self.of(loc[0], loc[1] if len(loc) > 1 else "")
+            if len(loc) > 2:
+                where += "." + ".".join(loc[2:])
+            message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {message}")
+        return "; ".join(problems)
+
+
+def _resolve_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``data`` with the relative paths of the file (``kb.path``, ``sqlite:///relative.db``) made absolute from
+    ``folder``, the file's own folder."""
+    for section, key in (("kb", "path"), ("log", "chat_file")):
+        values = data.get(section)
+        if isinstance(values, dict) and isinstance(values.get(key), str) and values[key].strip():
+            path = Path(values[key]).expanduser()
+            data = _override(data, section, key, str(path if path.is_absolute() else folder / path))
+    memory = data.get("memory")
+    if isinstance(memory, dict) and isinstance(memory.get("store_url"), str):
+        url = memory["store_url"]
+        relative = url.removeprefix("sqlite:///")
+        if url.startswith("sqlite:///") and relative and not relative.startswith("/") and relative != ":memory:":
+            data = _override(data, "memory", "store_url", f"sqlite:///{folder / relative}")
+    return data
 
 
 def _override(data: dict[str, Any], section: str, key: str, value: Any) -> dict[str, Any]:
@@ -348,9 +462,18 @@ def load_settings(path: str | os.PathLike[str] | None = None, *, env: dict[str, 
     env = dict(os.environ if env is None else env)
     explicit = path is not None or bool(env.get("SUPPORTBOT_CONFIG"))
     config_path = Path(path if path is not None else env.get("SUPPORTBOT_CONFIG") or DEFAULT_CONFIG_PATH)
-    data = _read_yaml(config_path) if explicit or config_path.exists() else {}
+    has_file = explicit or config_path.exists()
+    data = _read_yaml(config_path) if has_file else {}
     if "secrets" in data:
         raise ConfigError(f"{config_path}: secrets: secrets are read only from the environment")
+    origins = Origins(env=env, file=str(config_path) if has_file else None, data=data)
+    data = _resolve_paths(data, config_path.absolute().parent)
+    redis_url = env.get("REDIS_URL", "").strip()
+    if redis_url:
+        try:
+            check_store_url(redis_url, schemes=REDIS_SCHEMES)
+        except ValueError as exc:
+            raise ConfigError(f"REDIS_URL: {exc}") from None
     port = env.get("PORT", "").strip()
     if port:
         if not port.isdigit() or not 0 <= int(port) <= 65_535:
@@ -364,7 +487,8 @@ def load_settings(path: str | os.PathLike[str] | None = None, *, env: dict[str, 
     try:
         settings = Settings(**data, secrets=Secrets.from_env(env))
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, str(config_path))) from None
+        raise ConfigError(origins.describe(exc)) from None
     finally:
         _ENVIRONMENT.reset(token)
+    settings._origins = origins
     return settings

@@ -83,6 +83,7 @@ class CoreOptions:
     max_prompt_tokens: int | None = None  # the prompt is cut to fit, least valuable parts first
     kb_snippets: int = 0  # knowledge-base passages offered to the model per turn
     tool_rounds: int = 3  # rounds of tool calls per turn before the model must answer
+    embedding_wait: float = EMBEDDING_WAIT_S  # how long recall waits for the message's embedding
 
 
 class _SessionLocks:
@@ -380,12 +381,13 @@ class SupportBot:
         return asyncio.get_running_loop().create_task(embed(), name=f"supportbot-embed:{key.id}")
 
     async def _vector(self, embedding: asyncio.Task[Vector | None], key: SessionKey) -> Vector | None:
-        """The message's embedding, or ``None`` if the model failed or is slower than ``EMBEDDING_WAIT_S``."""
+        """The message's embedding, or ``None`` if the model failed or is slower than ``embedding_wait``."""
+        wait = self.options.embedding_wait
         try:
-            return await asyncio.wait_for(asyncio.shield(embedding), EMBEDDING_WAIT_S)
+            return await asyncio.wait_for(asyncio.shield(embedding), wait)
         except TimeoutError:
             self.metrics.errors.labels("embedding").inc()
-            log.warning("embedding for session %s took over %.0f s; recall skipped", key.id, EMBEDDING_WAIT_S)
+            log.warning("embedding for session %s took over %g s; recall skipped", key.id, wait)
             return None
 
     async def _recalled(

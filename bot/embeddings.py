@@ -62,13 +62,15 @@ class MiniLMEmbeddings(Embeddings):
     """all-MiniLM-L6-v2 (384 dimensions) on the CPU, loaded from the installed package, never from a hub.
 
     The model loads on first use (a few seconds), in a worker thread like every encode, so the event loop never
-    blocks on it.
+    blocks on it. While that first load runs, ``loading`` is true: vector recall then skips a turn's embedding
+    rather than hold its reply back for the load.
     """
 
     def __init__(self, *, batch_size: int = 32) -> None:
         self._batch_size = batch_size
         self._model: Any = None
         self._lock = threading.Lock()  # one load; and torch runs one encode at a time per model anyway
+        self.loading = False
 
     def _loaded(self) -> Any:
         if self._model is None:
@@ -98,11 +100,25 @@ class MiniLMEmbeddings(Embeddings):
     def embed_query(self, text: str) -> list[float]:
         return self._encode([text])[0]
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory (later encodes take milliseconds)."""
+        return self._model is not None
+
+    async def _aencode(self, texts: list[str]) -> list[list[float]]:
+        if self.loaded or self.loading:
+            return await asyncio.to_thread(self._encode, texts)
+        self.loading = True
+        try:
+            return await asyncio.to_thread(self._encode, texts)
+        finally:
+            self.loading = False
+
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        return await asyncio.to_thread(self._encode, texts)
+        return await self._aencode(texts)
 
     async def aembed_query(self, text: str) -> list[float]:
-        return (await asyncio.to_thread(self._encode, [text]))[0]
+        return (await self._aencode([text]))[0]
 
 
 class EmbeddingModel:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 # Fields the core attaches with ``extra=`` that belong in every structured line.
@@ -42,11 +43,33 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{context}]" if context else line
 
 
-def configure_logging(*, level: str = "INFO", fmt: str = "text") -> None:
-    """Send Supportbot's logs to stderr in ``fmt``; quieten chatty libraries."""
-    handler = logging.StreamHandler(sys.stderr)
+class ProblemCounter(logging.Handler):
+    """Counts warnings and errors, so a command can say at the end that some were logged."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+def configure_logging(*, level: str = "INFO", fmt: str = "text", file: Path | None = None) -> None:
+    """Send Supportbot's logs to stderr, or appended to ``file``, in ``fmt``; quieten chatty libraries.
+
+    Raises:
+        OSError: ``file`` cannot be opened for appending.
+    """
+    handler: logging.Handler
+    if file is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(file, encoding="utf-8")
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
+    for old in root.handlers:
+        old.close()
     root.handlers[:] = [handler]
     root.setLevel(level)
     for noisy in ("httpx", "httpcore", "openai", "aiosqlite", "asyncio", "bm25s"):

@@ -17,7 +17,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict
 
-from bot.kb import Hit, KnowledgeBase
+from bot.kb import KnowledgeBase, Section
 from bot.strategies import RECALL_HEADER
 from bot.words import content_words
 
@@ -54,8 +54,7 @@ def _quote(text: str) -> str:
     return f"“{flat[:_QUOTE_CHARS]}…”" if len(flat) > _QUOTE_CHARS else f"“{flat}”"
 
 
-def _article(kb: KnowledgeBase, hit: Hit) -> str:
-    section = kb.steps_for(hit.section)
+def _article(section: Section) -> str:
     body = section.body
     if len(body) > _STEPS_CHARS:
         body = body[:_STEPS_CHARS].rsplit("\n", 1)[0] + "\n…"
@@ -95,44 +94,63 @@ class OfflineResponder(BaseChatModel):
         return "supportbot-offline"
 
     def compose(self, messages: Sequence[BaseMessage]) -> str:
-        """The reply to the last human message of ``messages``, grounded in the earlier ones."""
+        """The reply to the last human message of ``messages``, grounded in the earlier ones.
+
+        The note that no model is configured comes with the first reply of a conversation only.
+        """
         humans = [_text(m) for m in messages if isinstance(m, HumanMessage)]
         if not humans:
             return "What can I help you with?\n\n" + NOT_CONFIGURED_NOTE
         new, earlier = humans[-1], humans[:-1]
+        # What the user told us, without their questions about the conversation itself ("what did I say?").
+        told = [t for t in earlier if not _RECALL.search(t)]
         recall = bool(_RECALL.search(new))
-        parts: list[str] = []
-        recalled = _recalled_questions(messages)
         if recall:
-            if recalled:
-                quotes = "\n".join(f"- {_quote(t)}" for t in recalled)
-                parts.append(f"From earlier in this conversation, you told me:\n{quotes}")
-            relevant = _about(new, earlier[:-_RECAP_MESSAGES])
-            if relevant:
-                quotes = "\n".join(f"- {_quote(t)}" for t in relevant)
-                parts.append(f"Earlier you told me:\n{quotes}")
-            if earlier:
-                recap = "\n".join(f"- {_quote(t)}" for t in earlier[-_RECAP_MESSAGES:])
-                parts.append(f"Here is what you have told me most recently:\n{recap}")
-            if not recalled and not earlier:
-                parts.append(
-                    "This conversation has no earlier messages yet. Tell me what is going wrong and I will help."
-                )
-        elif earlier:
-            parts.append(f"(Earlier in this conversation you said {_quote(earlier[-1])}.)")
-        hits = [] if recall else self.kb.search(new, k=self.top_k * 4)
-        if not hits and earlier:
-            hits = self.kb.search(" ".join(earlier[-_RECAP_MESSAGES:]), k=self.top_k * 4)
-        if hits:
-            parts.append(_article(self.kb, hits[0]))
-            related = list(dict.fromkeys(h.section.article for h in hits))[1 : self.top_k]
-            if related:
-                parts.append("See also: " + ", ".join(f"**{title}**" for title in related) + ".")
-        elif not recall:
-            topics = ", ".join(self.kb.articles) or "none are installed"
-            parts.append(f"I could not find a help article for that. Articles I know: {topics}.")
-        parts.append(NOT_CONFIGURED_NOTE)
+            parts = self._recap(new, told, _recalled_questions(messages), first=not earlier)
+        else:
+            parts = self._answer(new, told)
+        if not earlier:
+            parts.append(NOT_CONFIGURED_NOTE)
         return "\n\n".join(parts)
+
+    def _recap(self, question: str, told: list[str], recalled: list[str], *, first: bool) -> list[str]:
+        """What the user said earlier, for a question about the conversation."""
+        parts = []
+        recalled = [t for t in recalled if not _RECALL.search(t)]
+        if recalled:
+            quotes = "\n".join(f"- {_quote(t)}" for t in recalled)
+            parts.append(f"From earlier in this conversation, you told me:\n{quotes}")
+        relevant = _about(question, told[:-_RECAP_MESSAGES])
+        if relevant:
+            quotes = "\n".join(f"- {_quote(t)}" for t in relevant)
+            parts.append(f"Earlier you told me:\n{quotes}")
+        if told:
+            recap = "\n".join(f"- {_quote(t)}" for t in told[-_RECAP_MESSAGES:])
+            parts.append(f"Here is what you have told me most recently:\n{recap}")
+        if not recalled and not told:
+            said = "This conversation has no earlier messages yet" if first else "You have not described a problem yet"
+            parts.append(f"{said}. Tell me what is going wrong and I will help.")
+        return parts
+
+    def _answer(self, question: str, told: list[str]) -> list[str]:
+        """The help article for ``question``; for a follow-up that names no topic ("it still fails"), the article for
+        what the user said before, saying so."""
+        parts = []
+        query = question
+        hits = self.kb.search(question, k=self.top_k * 4)
+        if not hits and told:
+            query = " ".join(told[-_RECAP_MESSAGES:])
+            hits = self.kb.search(query, k=self.top_k * 4)
+            if hits:
+                parts.append(f"(Going by what you said earlier, {_quote(told[-1])}.)")
+        if not hits:
+            topics = ", ".join(self.kb.articles) or "none are installed"
+            return [f"I could not find a help article for that. Articles I know: {topics}."]
+        parts.append(_article(self.kb.answer(query) or hits[0].section))
+        related = list(dict.fromkeys(h.section.article for h in hits))[1 : self.top_k]
+        if related:
+            parts.append("See also: " + ", ".join(f"**{title}**" for title in related) + ".")
+        return parts
 
     def _generate(
         self,

@@ -112,12 +112,15 @@ class Recall:
             self._cached_items -= len(evicted.items)
         return items
 
-    async def embed(self, text: str) -> Vector:
-        """The L2-normalised embedding of ``text``.
+    async def embed(self, text: str) -> Vector | None:
+        """The L2-normalised embedding of ``text``; ``None`` while a local model is still loading in the background
+        (``serve`` and ``chat`` load it at start): the turn goes without recall instead of waiting seconds for it.
 
         Raises:
             Exception: whatever the embedding model raises; callers treat recall as optional.
         """
+        if getattr(self._embeddings, "loading", False):
+            return None
         vector = np.asarray(await self._embeddings.aembed_query(text), dtype=np.float32)
         norm = float(np.linalg.norm(vector))
         return vector / norm if norm else vector

@@ -12,12 +12,11 @@ import signal
 from collections.abc import Callable
 
 from bot.adapter import Adapter, Drains, Escalates, HostsHttp, ServesHttp
-from bot.app import build_bot, build_store
-from bot.config import Settings, redact_url
+from bot.app import build_bot, build_store, describe_setup
+from bot.config import Settings
 from bot.core import SupportBot
 from bot.errors import StoreUnavailable
 from bot.memory import SessionStore
-from bot.model import describe_model
 
 log = logging.getLogger("supportbot.runner")
 
@@ -53,8 +52,8 @@ class Runner:
         """Open the store, build the bot, start every enabled adapter and the background tasks."""
         self.store = build_store(self.settings)
         self.bot = build_bot(self.settings, store=self.store)
-        say(f"store: {redact_url(self.settings.store_url)}")
-        say(f"model: {describe_model(self.settings)}")
+        for line in describe_setup(self.settings, self.bot):
+            say(line)
         enabled: list[Adapter] = []
         for name in self._names:
             adapter_cls = self._load(name)

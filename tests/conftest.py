@@ -3,10 +3,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection, ConnectionPool
 
+from bot.embeddings import MiniLMEmbeddings, minilm_available
 from bot.memory import SessionStore, StoreLimits
 from bot.memory.codec import MessageCodec
 from bot.memory.memory import MemoryStore
@@ -17,6 +19,11 @@ from tests.redis_cluster import RedisClusterServers
 from tests.redis_server import RedisServer
 
 BACKENDS = ("memory", "sqlite", "redis", "cluster")
+
+# Hypothesis fails an example that runs slower than 200 ms once; on a busy CI machine that says nothing about
+# the code, so no property test has a per-example deadline.
+hypothesis.settings.register_profile("supportbot", deadline=None)
+hypothesis.settings.load_profile("supportbot")
 
 
 @pytest.fixture(scope="session")
@@ -118,6 +125,17 @@ async def store_factory(backend: str, tmp_path: Path, request: pytest.FixtureReq
 def second_client(backend: str, factory: StoreFactory, first: SessionStore) -> SessionStore:
     """Another client on ``first``'s data: a new connection where the backend has one, else the same store."""
     return first if backend == "memory" else factory(first.limits)
+
+
+@pytest.fixture(scope="session")
+def minilm() -> MiniLMEmbeddings:
+    """The local embedding model, loaded once before any test's clock starts (loading takes seconds on a busy CPU,
+    as it does when ``serve`` warms it up at start)."""
+    if not minilm_available():
+        pytest.skip("needs the recall extra (make test installs it)")
+    model = MiniLMEmbeddings()
+    model.embed_query("warm up")
+    return model
 
 
 @pytest.fixture

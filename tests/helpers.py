@@ -66,12 +66,12 @@ def make_bot(
 
 
 async def settle(bot: SupportBot) -> None:
-    """Wait until the bot's turns and background upkeep (summary, entities, embeddings) are done."""
-    for _ in range(1_000):
-        if not bot.in_flight:
-            return
+    """Wait until the bot's turns and background upkeep (summary, entities, embeddings) are done.
+
+    However long that takes on a busy machine: a hang is caught by the suite's per-test timeout.
+    """
+    while bot.in_flight:
         await asyncio.sleep(0.01)
-    raise AssertionError("upkeep did not finish")
 
 
 def message(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 import sys
 
@@ -43,3 +44,4 @@ def test_public_surface() -> None:
     )
     for name in bot.__all__:
         assert getattr(bot, name) is not None
+    assert bot.__version__ == importlib.metadata.version("supportbot"), "pyproject.toml and bot/__init__.py agree"

@@ -23,7 +23,8 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_the_shipped_config_is_valid_complete_and_every_key_is_commented() -> None:
     settings = load_settings(REPO / "config.yaml", env={})
-    assert settings.memory.store_url == "sqlite:///data/supportbot.db"
+    assert settings.memory.store_url == f"sqlite:///{REPO}/data/supportbot.db", "relative to the file's folder"
+    assert settings.kb.path is None, "the sample articles shipped in the package"
     assert settings.memory.idle_ttl == 7 * 86_400
     text = (REPO / "config.yaml").read_text()
     data = yaml.safe_load(text)
@@ -63,7 +64,8 @@ def test_llm_is_configured_by_key_or_base_url_only() -> None:
 @pytest.mark.parametrize(
     ("yaml_text", "message"),
     [
-        ("memory:\n  idle_ttl: soon\n", "memory.idle_ttl: Value error, expected a duration"),
+        ("memory:\n  idle_ttl: soon\n", "config.yaml: memory.idle_ttl: expected a duration"),
+        ("memory:\n  store_url: postgres://db\n", "config.yaml: memory.store_url: expected a memory://"),
         ("memory:\n  scope: everyone\n", "memory.scope: Input should be 'thread_user', 'thread' or 'channel_user'"),
         ("memory:\n  windw_messages: 3\n", "memory.windw_messages: unknown key"),
         ("llm:\n  api_key: sk-123\n", "llm.api_key: secrets are read only from the environment; set OPENAI_API_KEY"),
@@ -77,6 +79,46 @@ def test_invalid_config_names_the_key_and_the_problem(tmp_path: Path, yaml_text:
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
     assert "sk-123" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SUPPORTBOT_MEMORY__IDLE_TTL": "banana"}, "SUPPORTBOT_MEMORY__IDLE_TTL: expected a duration"),
+        ({"SUPPORTBOT_MEMORY__WINDW_MESSAGES": "3"}, "SUPPORTBOT_MEMORY__WINDW_MESSAGES: unknown key"),
+        (
+            {"REDIS_URL": "http://:hunter2@cache"},
+            "REDIS_URL: expected a redis://, rediss://, unix:// or redis+cluster://",
+        ),
+        ({"SLACK_API_URL": "x", "SUPPORTBOT_SLACK__COMMAND": "help"}, "SUPPORTBOT_SLACK__COMMAND: String should match"),
+    ],
+)
+def test_a_bad_variable_is_blamed_not_the_file(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    path = write(tmp_path, "memory:\n  idle_ttl: 1h\n  window_messages: 5\nslack:\n  command: /helpdesk\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env=env)
+    assert str(caught.value).startswith(message)
+    assert "config.yaml" not in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+def test_relative_paths_in_the_file_are_taken_from_its_folder_and_in_the_environment_from_the_cwd(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "memory:\n  store_url: sqlite:///db/s.db\nkb:\n  path: articles\nlog:\n  chat_file: c.log\n")
+    settings = load_settings(path, env={})
+    assert settings.memory.store_url == f"sqlite:///{tmp_path}/db/s.db"
+    assert settings.kb.path == str(tmp_path / "articles") and settings.log.chat_file == str(tmp_path / "c.log")
+    assert settings.origin("kb", "path") == f"{path}: kb.path"
+    absolute = write(tmp_path, "memory:\n  store_url: sqlite:////var/s.db\n")
+    assert load_settings(absolute, env={}).memory.store_url == "sqlite:////var/s.db"
+    overridden = load_settings(path, env={"SUPPORTBOT_KB__PATH": "mine"})
+    assert overridden.kb.path == "mine" and overridden.origin("kb", "path") == "SUPPORTBOT_KB__PATH"
+
+
+def test_without_a_store_url_sessions_live_in_the_users_data_folder(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "{}\n"), env={"XDG_DATA_HOME": str(tmp_path / "share")})
+    assert settings.store_url == f"sqlite:///{tmp_path}/share/supportbot/supportbot.db"
+    assert settings.origin("memory", "store_url") == "the default memory.store_url"
 
 
 def test_a_missing_explicit_config_is_an_error_but_a_missing_default_is_not(tmp_path: Path) -> None:

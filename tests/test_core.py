@@ -26,7 +26,7 @@ from bot.strategies import BufferStrategy, WindowStrategy
 from tests.conftest import StoreFactory, second_client
 from tests.fakes.models import RecordingModel
 from tests.fakes.openai_server import FakeOpenAI
-from tests.helpers import make_bot, message, openai_model
+from tests.helpers import make_bot, message, openai_model, settle
 from tests.redis_server import RedisServer
 
 
@@ -107,13 +107,15 @@ async def test_redelivery_after_a_turn_died_before_answering_is_processed(
 
 
 async def test_a_crashed_holder_blocks_its_delivery_only_until_the_lease_expires(store_factory: StoreFactory) -> None:
-    store = store_factory(StoreLimits(lease_ttl=0.3))
+    lease_ttl = 1.5  # room for one turn on a busy machine
+    store = store_factory(StoreLimits(lease_ttl=lease_ttl))
     msg = message("wifi drops", event_id="Ev-3")
     bot = make_bot(store, RecordingModel())
+    taken = time.monotonic()
     crashed = await store.begin_turn(bot.session_key(msg), event_id="Ev-3", window=10)
     assert crashed.status is ClaimStatus.ACQUIRED  # and then the process vanished
     assert await bot.handle(msg) is None, "while the lease lives, another attempt is in progress"
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(taken + lease_ttl + 0.1 - time.monotonic())
     reply = await bot.handle(msg)
     assert reply is not None and reply.kind is ReplyKind.ANSWER
     await bot.aclose()
@@ -206,7 +208,8 @@ async def test_a_stream_whose_consumer_leaves_still_completes_the_turn(store_fac
     first = await anext(stream)
     assert first
     await stream.aclose()  # the browser tab closed
-    await bot.aclose(grace=5)
+    await settle(bot)
+    await bot.aclose()
     assert await history(store, msg) == ["reset my password please", "reply to reset my password please "]
 
 
@@ -294,23 +297,22 @@ async def test_scopes_decide_who_shares_a_thread(store_factory: StoreFactory) ->
     await bot_thread.aclose()
 
 
-def stop_soon(server: RedisServer) -> None:
-    time.sleep(0.1)
-    server.stop()
-
-
 async def test_a_store_failing_after_a_streamed_answer_adds_one_notice(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     server = RedisServer(tmp_path_factory.mktemp("stream-store-down"), appendonly=False)
     server.start()
     store = RedisStore.from_url(server.url, socket_timeout=1.0, socket_connect_timeout=0.5)
-    bot = make_bot(store, RecordingModel(delay=0.3))
+    model = RecordingModel(gate=asyncio.Event())
+    bot = make_bot(store, model)
     try:
         stream = bot.stream(message("my laptop will not turn on"))
-        stopper = asyncio.get_running_loop().run_in_executor(None, stop_soon, server)
-        text = "".join([c async for c in stream])
-        await stopper
+        reading = asyncio.ensure_future(anext(stream))
+        while not model.prompts:  # the turn has begun, and the model is answering
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(server.stop)
+        model.gate.set()
+        text = await reading + "".join([c async for c in stream])
         assert text.startswith("reply to my laptop")
         assert text.count(MEMORY_UNAVAILABLE_REPLY) == 1 and text.endswith(f"_({MEMORY_UNAVAILABLE_REPLY})_")
     finally:

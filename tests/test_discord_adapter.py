@@ -30,7 +30,7 @@ from tests.helpers import make_bot, settings_for
 
 USER = 5000
 OTHER = 5001
-TIMEOUT = 5.0
+TIMEOUT = 60.0  # seconds: a guard against a hang, far above any wait on a busy machine
 _MESSAGE_PATH = re.compile(r"/channels/\d+/messages(/\d+)?")
 
 

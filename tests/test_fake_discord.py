@@ -21,7 +21,7 @@ from tests.fakes.discord_server import EPHEMERAL, FakeDiscord, discord_py_endpoi
 
 USER_ID = 5000
 OTHER_USER_ID = 5001
-TIMEOUT = 5.0
+TIMEOUT = 60.0  # seconds: a guard against a hang, far above any wait on a busy machine
 
 Handler = Callable[[discord.Message], Awaitable[Any]]
 

@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from tests.fakes.slack_server import FakeSlack
 
+GUARD_S = 60.0  # a guard against a hang, far above any wait on a busy machine
 CHANNEL = "C123"
 USER = "U42"
 MENTION_TS = "1700000000.000100"
@@ -253,7 +254,7 @@ async def test_misc_methods(fake: FakeSlack, client: AsyncWebClient) -> None:
 
 
 async def test_wait_for(fake: FakeSlack, client: AsyncWebClient) -> None:
-    waiter = asyncio.create_task(fake.wait_for("chat.postMessage", count=2, timeout=2))
+    waiter = asyncio.create_task(fake.wait_for("chat.postMessage", count=2, timeout=GUARD_S))
     await client.chat_postMessage(channel=CHANNEL, text="one")
     await asyncio.sleep(0)
     assert not waiter.done()
@@ -376,16 +377,16 @@ async def test_raw_socket_protocol(fake: FakeSlack, client: AsyncWebClient) -> N
     assert fake.calls_to("apps.connections.open")[-1].headers["authorization"] == "Bearer xapp-test"
 
     async with aiohttp.ClientSession() as session, session.ws_connect(opened["url"]) as ws:
-        hello = await ws.receive_json(timeout=2)
+        hello = await ws.receive_json(timeout=GUARD_S)
         assert hello["type"] == "hello"
         assert hello["num_connections"] == 1
         assert hello["connection_info"] == {"app_id": "A1"}
         assert "debug_info" in hello
-        await asyncio.wait_for(fake.socket_connected.wait(), 2)
+        await asyncio.wait_for(fake.socket_connected.wait(), GUARD_S)
 
         # A client that never acks: push_event gives up with None.
         assert await fake.push_event({"x": 1}, envelope_type="slash_commands", timeout=0.05) is None
-        envelope = await ws.receive_json(timeout=2)
+        envelope = await ws.receive_json(timeout=GUARD_S)
         assert envelope == {
             "envelope_id": fake.envelopes[0]["envelope_id"],
             "type": "slash_commands",
@@ -396,11 +397,11 @@ async def test_raw_socket_protocol(fake: FakeSlack, client: AsyncWebClient) -> N
         }
 
         async def ack_next() -> None:
-            received = await ws.receive_json(timeout=2)
+            received = await ws.receive_json(timeout=GUARD_S)
             await ws.send_json({"envelope_id": received["envelope_id"], "payload": {"text": "ok"}})
 
         acker = asyncio.create_task(ack_next())
-        ack = await fake.push_event(fake.event_payload(mention_event()), timeout=2)
+        ack = await fake.push_event(fake.event_payload(mention_event()), timeout=GUARD_S)
         await acker
         assert ack == {"envelope_id": fake.envelopes[1]["envelope_id"], "payload": {"text": "ok"}}
         assert fake.acks == [ack]
@@ -418,10 +419,10 @@ async def test_aclose_closes_open_websockets() -> None:
     fake = FakeSlack()
     await fake.start()
     async with aiohttp.ClientSession() as session, session.ws_connect(fake.socket_url) as ws:
-        await ws.receive_json(timeout=2)
-        await asyncio.wait_for(fake.socket_connected.wait(), 2)
-        await asyncio.wait_for(fake.aclose(), 5)
-        message = await ws.receive(timeout=2)
+        await ws.receive_json(timeout=GUARD_S)
+        await asyncio.wait_for(fake.socket_connected.wait(), GUARD_S)
+        await asyncio.wait_for(fake.aclose(), GUARD_S)
+        message = await ws.receive(timeout=GUARD_S)
         assert message.type == aiohttp.WSMsgType.CLOSE
         assert message.data == aiohttp.WSCloseCode.GOING_AWAY
     await fake.aclose()  # idempotent
@@ -446,7 +447,7 @@ async def bolt_handler(fake: FakeSlack) -> AsyncIterator[AsyncSocketModeHandler]
 
 async def test_bolt_socket_mode_app_mention(fake: FakeSlack, bolt_handler: AsyncSocketModeHandler) -> None:
     await bolt_handler.connect_async()
-    await asyncio.wait_for(fake.socket_connected.wait(), 5)
+    await asyncio.wait_for(fake.socket_connected.wait(), GUARD_S)
     assert fake.calls_to("apps.connections.open")[0].token == "xapp-test"
 
     ack = await fake.push_event(fake.event_payload(mention_event(), event_id="Ev0001"))

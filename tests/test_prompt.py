@@ -75,14 +75,14 @@ def test_recalled_turns_go_after_the_snippets_least_similar_first_and_before_the
 
 
 async def test_a_model_gets_the_relevant_article_with_its_title(fake_openai: FakeOpenAI) -> None:
-    settings = settings_for(fake_openai.base_url, SUPPORTBOT_MEMORY__STORE_URL="memory://", SUPPORTBOT_KB__PATH="kb")
+    settings = settings_for(fake_openai.base_url, SUPPORTBOT_MEMORY__STORE_URL="memory://")
     bot = build_bot(settings, store=MemoryStore())
     await bot.handle(message("my VPN keeps disconnecting every few minutes"))
     system = [m["content"] for m in fake_openai.requests[0].messages if m["role"] == "system"]
     assert any("### VPN not connecting or dropping" in text for text in system)
     await bot.aclose()
 
-    off = settings_for(fake_openai.base_url, SUPPORTBOT_KB__IN_PROMPT="false", SUPPORTBOT_KB__PATH="kb")
+    off = settings_for(fake_openai.base_url, SUPPORTBOT_KB__IN_PROMPT="false")
     bot = build_bot(off, store=MemoryStore())
     await bot.handle(message("my VPN keeps disconnecting every few minutes"))
     assert [m["role"] for m in fake_openai.requests[1].messages] == ["system", "user"]

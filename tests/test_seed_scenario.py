@@ -47,5 +47,6 @@ async def test_offline_responder_answers_from_each_sessions_memory(store_factory
     assert "My VPN is not working" in reply_a.text and "email" not in reply_a.text.split("From the help")[0]
     assert "I cannot access email" in reply_b.text and "VPN" not in reply_b.text
     assert "VPN" not in fresh.text and "email" not in fresh.text.lower().split("note: no language model")[0]
-    assert "no language model is configured" in reply_a.text
+    assert "no language model is configured" in fresh.text, "said in a conversation's first reply"
+    assert "no language model is configured" not in reply_a.text, "and only there"
     await bot.aclose()

@@ -63,12 +63,9 @@ class Harness:
         return response
 
     async def settle(self) -> None:
-        """Wait until every reply task of the adapter has finished."""
-        for _ in range(500):
-            if not self.adapter._tasks and not self.bot.in_flight:
-                return
+        """Wait until every reply task of the adapter has finished (a hang is caught by the per-test timeout)."""
+        while self.adapter._tasks or self.bot.in_flight:
             await asyncio.sleep(0.01)
-        raise AssertionError("replies did not finish")
 
 
 def mention(text: str, *, ts: str, user: str = "U1", thread_ts: str | None = None) -> dict[str, Any]:
@@ -214,12 +211,12 @@ async def test_url_verification_is_answered(h: Harness) -> None:
     assert response.status == 200 and "abc123" in await response.text()
 
 
-async def test_the_ack_comes_within_three_seconds_while_the_model_takes_ten(fake: FakeSlack) -> None:
-    h = await make_harness(fake, delay=10)
+async def test_the_ack_does_not_wait_for_the_model(fake: FakeSlack) -> None:
+    h = await make_harness(fake)
+    h.model.gate = asyncio.Event()  # the model does not answer until the test ends
     try:
-        started = time.monotonic()
-        await h.event(mention("slow question", ts="1700000000.000600"))
-        assert time.monotonic() - started < 3
+        await h.event(mention("slow question", ts="1700000000.000600"))  # acknowledged with 200
+        assert not h.model.gate.is_set() and h.adapter._tasks, "acknowledged while the answer is still coming"
     finally:
         await close(h, grace=0)
 

@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from langchain_core.messages.tool import tool_call
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from bot.errors import EscalationFailed, StoreUnavailable, TicketFailed
-from bot.kb import KnowledgeBase
+from bot.kb import SAMPLE_KB, KnowledgeBase
 from bot.memory import Entity, SessionContext, SessionStore, StoreLimits, open_store
 from bot.memory.base import AuditEntry
 from bot.memory.memory import MemoryStore
@@ -32,7 +31,7 @@ from bot.tools import HANDOVER_CHARS, REDACTED, Ticket, TicketWebhook, Toolbox, 
 from tests.conftest import StoreFactory, second_client
 from tests.fakes.webhook_server import FakeTicketWebhook
 
-KB_DIR = Path(__file__).resolve().parents[1] / "kb"
+KB_DIR = SAMPLE_KB
 TOKEN = "hook-token-5f2a9c"
 KEY = SessionKey(platform="slack", workspace="T1", channel="C1", thread="171.1", user="U1")
 
@@ -300,9 +299,7 @@ async def test_failures_never_show_the_url_query_or_the_token(webhook: FakeTicke
 async def test_a_webhook_that_hangs_times_out(store: SessionStore, webhook: FakeTicketWebhook) -> None:
     box = Toolbox(store=store, tickets=hook(webhook, timeout=0.2, retries=1))
     webhook.fail_next("hang", times=2)
-    started = time.monotonic()
-    result = await box.run(call("create_ticket", **TICKET_ARGS), facts())
-    assert time.monotonic() - started < 5
+    result = await box.run(call("create_ticket", **TICKET_ARGS), facts())  # returns although the webhook never does
     assert result.artifact == "error" and "no answer within 0.2 s" in result.text
     assert len(webhook.requests) == 2
     await box.aclose()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -33,6 +34,8 @@ from bot.memory.base import (
 from bot.memory.codec import MessageCodec
 from bot.messages import StoredMessage
 from bot.session import SessionKey
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -100,12 +103,41 @@ CREATE TABLE IF NOT EXISTS seen (
 ) WITHOUT ROWID;
 """
 
+# Back-off between attempts when SQLite reports a lock it would not wait for.
+_BUSY_RETRY_MIN_S = 0.002  # 2 ms
+_BUSY_RETRY_MAX_S = 0.1  # 100 ms
+
 _CHILD_TABLES = ("messages", "session_users", "seen", "entities", "recall", "audit")
 # Columns added after the first release, for databases created before them.
 _ADDED_COLUMNS = {
     "seq": "ALTER TABLE sessions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",
     "summary_upto": "ALTER TABLE sessions ADD COLUMN summary_upto INTEGER NOT NULL DEFAULT 0",
 }
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # the primary code of SQLITE_BUSY_* too
+
+
+async def _create_schema(db: aiosqlite.Connection) -> None:
+    """The tables, in one immediate transaction, so a second process opening the file meanwhile waits for it."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        statement = ""
+        for line in _SCHEMA.splitlines(keepends=True):
+            statement += line
+            if sqlite3.complete_statement(statement):
+                await db.execute(statement)
+                statement = ""
+        cur = await db.execute("PRAGMA table_info(sessions)")
+        present = {row[1] for row in await cur.fetchall()}
+        for column, ddl in _ADDED_COLUMNS.items():
+            if column not in present:
+                await db.execute(ddl)
+        await db.execute("COMMIT")
+    finally:
+        if db.in_transaction:
+            await db.execute("ROLLBACK")
 
 
 async def _scalar(db: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
@@ -151,36 +183,60 @@ class SqliteStore:
             try:
                 if self._path != ":memory:":
                     Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-                db = await aiosqlite.connect(self._path, timeout=30.0, isolation_level=None)
+                # The busy timeout makes SQLite itself wait for another connection's write lock.
+                db = await aiosqlite.connect(self._path, timeout=self._busy_wait, isolation_level=None)
+            except (sqlite3.Error, OSError) as exc:
+                raise StoreUnavailable(f"cannot open sqlite store at {self._path}: {exc}") from exc
+            try:
                 db.row_factory = sqlite3.Row
-                await db.execute("PRAGMA journal_mode=WAL")
+                await self._when_free(lambda: db.execute("PRAGMA journal_mode=WAL"))
                 await db.execute("PRAGMA synchronous=NORMAL")
                 # Deleted rows are overwritten with zeros, not just unlinked: an erased conversation must not
                 # linger in free pages (the write-ahead log is truncated after each deletion, see delete()).
                 await db.execute("PRAGMA secure_delete=ON")
-                await db.executescript(_SCHEMA)
-                cur = await db.execute("PRAGMA table_info(sessions)")
-                present = {row[1] for row in await cur.fetchall()}
-                for column, ddl in _ADDED_COLUMNS.items():
-                    if column not in present:
-                        await db.execute(ddl)
+                await self._when_free(lambda: _create_schema(db))
             except (sqlite3.Error, OSError) as exc:
+                await db.close()  # its worker thread would otherwise keep the process alive
                 raise StoreUnavailable(f"cannot open sqlite store at {self._path}: {exc}") from exc
             self._db = db
         return self._db
+
+    @property
+    def _busy_wait(self) -> float:
+        """How long to wait for the file's write lock: as long as a turn may hold its session. Transactions last
+        milliseconds, so a longer wait means a stuck process, not load."""
+        return self.limits.lease_ttl
+
+    async def _when_free(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()``, again after a short back-off while SQLite answers "database is locked" without waiting.
+
+        SQLite's busy timeout does not cover every case: where waiting could deadlock (two connections that both
+        read and then want to write, as when two processes switch a new file to WAL or create its tables at the
+        same moment) it fails at once, and expects the caller to start over.
+        """
+        deadline = time.monotonic() + self._busy_wait
+        delay = _BUSY_RETRY_MIN_S
+        while True:
+            try:
+                return await attempt()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, _BUSY_RETRY_MAX_S)
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._lock:
             db = await self._conn()
             try:
-                await db.execute("BEGIN IMMEDIATE")
+                await self._when_free(lambda: db.execute("BEGIN IMMEDIATE"))
                 try:
                     yield db
-                except BaseException:
-                    await db.execute("ROLLBACK")
-                    raise
-                await db.execute("COMMIT")
+                    await db.execute("COMMIT")
+                finally:
+                    if db.in_transaction:
+                        await db.execute("ROLLBACK")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"sqlite store failed: {exc}") from exc
 

@@ -835,7 +835,7 @@ class FakeDiscord(LoopbackFake):
         wanted = method.upper()
         return [c for c in self.requests if (wanted in ("*", c.method)) and c.path.startswith(path_prefix)]
 
-    async def wait_for(self, method: str, path_prefix: str, count: int = 1, timeout: float = 5.0) -> list[RestCall]:
+    async def wait_for(self, method: str, path_prefix: str, count: int = 1, timeout: float = 60.0) -> list[RestCall]:
         """Waits until at least ``count`` calls match, then returns all matching calls.
 
         Args:

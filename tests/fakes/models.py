@@ -19,11 +19,18 @@ class RecordingModel(BaseChatModel):
     delay: float = 0.0
     chunk_delay: float = 0.0  # seconds between streamed words
     reply: str | None = None  # a fixed answer instead of "reply to …"
+    gate: asyncio.Event | None = None  # when given, every call waits for it to be set before answering
     prompts: list[list[BaseMessage]] = Field(default_factory=list)
 
     @property
     def _llm_type(self) -> str:
         return "recording"
+
+    async def _wait(self) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.delay:
+            await asyncio.sleep(self.delay)
 
     def _answer(self, messages: list[BaseMessage]) -> str:
         self.prompts.append(list(messages))
@@ -46,8 +53,7 @@ class RecordingModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         answer = self._answer(messages)  # recorded when asked, so a test can tell a call is under way
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        await self._wait()
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=answer))])
 
     async def _astream(
@@ -58,8 +64,7 @@ class RecordingModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         answer = self._answer(messages)
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        await self._wait()
         for word in answer.split(" "):
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)

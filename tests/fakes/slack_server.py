@@ -292,7 +292,7 @@ class FakeSlack(LoopbackFake):
         """The recorded calls of ``method``, in arrival order."""
         return [call for call in self.calls if call.method == method]
 
-    async def wait_for(self, method: str, count: int = 1, timeout: float = 5.0) -> list[SlackCall]:
+    async def wait_for(self, method: str, count: int = 1, timeout: float = 60.0) -> list[SlackCall]:
         """Waits until at least ``count`` calls of ``method`` have been answered.
 
         Returns:
@@ -408,7 +408,7 @@ class FakeSlack(LoopbackFake):
         payload: dict[str, Any],
         *,
         envelope_type: str = "events_api",
-        timeout: float = 5.0,
+        timeout: float = 60.0,
     ) -> dict[str, Any] | None:
         """Sends an envelope carrying ``payload`` to the newest Socket Mode client and waits for its ack.
 
