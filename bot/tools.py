@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import random
-import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -32,6 +31,7 @@ from bot.errors import EscalationFailed, StoreUnavailable, TicketFailed
 from bot.kb import KnowledgeBase
 from bot.memory.base import AuditEntry, SessionContext, SessionStore
 from bot.metrics import TurnMetrics
+from bot.redact import redact_arguments, redact_text
 from bot.session import SessionKey
 
 log = logging.getLogger("supportbot.tools")
@@ -40,7 +40,6 @@ SEARCH_KB = "search_kb"
 CREATE_TICKET = "create_ticket"
 ESCALATE_TO_HUMAN = "escalate_to_human"
 
-REDACTED = "[redacted]"
 SEARCH_RESULTS = 3
 PASSAGE_CHARS = 600  # per knowledge-base passage shown to the model
 DETAIL_CHARS = 500  # audit entry detail
@@ -56,59 +55,6 @@ Outcome = Literal["ok", "error", "not_configured", "repeated"]
 Priority = Literal["low", "normal", "high", "urgent"]
 Escalator = Callable[[str], Awaitable[str]]
 """Posts a hand-over text on a platform and returns a reference to the post; raises :class:`EscalationFailed`."""
-
-
-# --- redaction ---------------------------------------------------------------------------------------------------
-
-_SECRET_KEY = re.compile(
-    r"pass(?:word|wd|phrase)|pwd|secret|token|api[_-]?key|authori[sz]ation|credential|private[_-]?key|cookie",
-    re.IGNORECASE,
-)
-# ``password: x``, ``api_key=x``, ``"client_secret": "x"``: keep the name, drop the value. The value stops at quotes
-# and separators so redacting a JSON or URL text leaves it well-formed.
-_ASSIGNED_SECRET = re.compile(
-    r"""(\b[\w.-]*(?:pass(?:word|wd|phrase)|pwd|secret|token|api[_-]?key|credential)[\w.-]*["']?[ \t]*[:=][ \t]*)"""
-    r"""("[^"\n]*"|'[^'\n]*'|[^\s,;&"'<>]+)""",
-    re.IGNORECASE,
-)
-_BEARER = re.compile(r"\b(Bearer)\s+[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE)
-_TOKEN = re.compile(
-    r"(?<![A-Za-z0-9])(?:"
-    r"sk-[A-Za-z0-9_-]{16,}"  # OpenAI and look-alikes; the length spares words such as "sk-learn"
-    r"|xox[abposr]-[A-Za-z0-9-]{8,}"  # Slack
-    r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"  # GitHub
-    r"|(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])"  # AWS access key ids
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)"
-    r")",
-    re.DOTALL,
-)
-
-
-def redact_text(text: str) -> str:
-    """``text`` with secret-looking parts (API tokens, bearer tokens, ``password: …`` values) replaced by
-    ``[redacted]``. Idempotent."""
-    text = _TOKEN.sub(REDACTED, text)
-    text = _BEARER.sub(rf"\1 {REDACTED}", text)
-    return _ASSIGNED_SECRET.sub(rf"\1{REDACTED}", text)
-
-
-def _redact_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, Mapping):
-        return redact_arguments(value)
-    if isinstance(value, list | tuple):
-        return [_redact_value(v) for v in value]
-    return value
-
-
-def redact_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of tool-call arguments fit for the audit log: a key naming a secret (``password``, ``api_key``,
-    ``Authorization``…) has its whole value replaced, and every string, however nested, goes through
-    :func:`redact_text`."""
-    return {
-        str(key): REDACTED if _SECRET_KEY.search(str(key)) else _redact_value(value) for key, value in arguments.items()
-    }
 
 
 def _shorten(text: str, limit: int) -> str:
