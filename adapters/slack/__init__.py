@@ -40,7 +40,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.reply import Replier, slack_error
-from adapters.slack.translate import command_of, is_user_text, to_incoming, workspace_of
+from adapters.slack.translate import command_of, is_user_text, split_message, to_incoming, to_inert_text, workspace_of
 from bot.adapter import HttpRoute
 from bot.config import Settings
 from bot.core import SupportBot
@@ -123,10 +123,12 @@ class SlackAdapter:
         return self._settings.slack.escalation_channel
 
     async def post_escalation(self, text: str) -> str:
-        """Post a hand-over (markdown) to the escalation channel, split like replies when long.
+        """Post a hand-over to the escalation channel as inert plain text, split like replies when long.
 
-        Nobody is pinged: the mrkdwn conversion escapes ``<`` and ``>``, so ``<!channel>``, ``<!here>`` or ``<@U…>``
-        in the text show as text, and a bare ``@here`` only notifies with ``link_names``, which is never sent.
+        The hand-over quotes the user, so nothing in it may render: it is posted with ``mrkdwn`` off (no bold, no
+        ``[label](url)`` link), ``&<>`` escaped (no ``<url|label>``, no ``<!channel>``, ``<!here>`` or ``<@U…>``),
+        URLs and domains defanged (no automatic link), and no link or media preview. A bare ``@here`` only notifies
+        with ``link_names``, which is never sent.
 
         Returns:
             The first message's permalink, or ``channel/ts`` when Slack gives no permalink.
@@ -140,8 +142,13 @@ class SlackAdapter:
             raise EscalationFailed("escalation is not configured")
         if not text.strip():
             raise EscalationFailed("the escalation text is empty")
+        posted: list[str] = []
         try:
-            posted = await self._replier.post(channel=channel, thread_ts=None, text=text)
+            for part in split_message(text):
+                response = await self.client.chat_postMessage(
+                    channel=channel, text=to_inert_text(part), mrkdwn=False, unfurl_links=False, unfurl_media=False
+                )
+                posted.append(str(response["ts"]))
         except SlackApiError as exc:
             raise EscalationFailed(f"Slack refused the escalation post to {channel}: {slack_error(exc)}") from exc
         except _CALL_FAILED as exc:
