@@ -31,8 +31,10 @@ log = logging.getLogger("supportbot.web")
 BOT_KEY = web.AppKey("bot", SupportBot)
 SETTINGS_KEY = web.AppKey("settings", Settings)
 
-SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# Matched with fullmatch(): "$" would also accept a trailing newline, and "id\n" would be a session of its own (and a
+# newline in a ticket's Idempotency-Key header).
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 PLATFORM = "web"
 # Ceiling for any route (platform webhooks carry bigger payloads than a chat message); /api/chat has its own limit.
 SERVER_MAX_BODY_BYTES = 1_048_576
@@ -61,7 +63,7 @@ def web_session_key(session_id: str) -> SessionKey:
 def _check_session_id(value: Any) -> str:
     if not isinstance(value, str):
         raise BadRequest(400, "session_id must be a string")
-    if not SESSION_ID.match(value):
+    if not SESSION_ID.fullmatch(value):
         raise BadRequest(400, "session_id must be 8-64 characters of letters, digits, '-' or '_' (a UUID works)")
     return value
 
@@ -93,7 +95,7 @@ async def read_chat_request(request: web.Request) -> IncomingMessage:
     if not text.strip():
         raise BadRequest(400, "message must not be empty")
     message_id = body.get("message_id")
-    if message_id is not None and (not isinstance(message_id, str) or not MESSAGE_ID.match(message_id)):
+    if message_id is not None and (not isinstance(message_id, str) or not MESSAGE_ID.fullmatch(message_id)):
         raise BadRequest(400, "message_id, when given, must be 1-128 characters of letters, digits, '-', '_', '.', ':'")
     return IncomingMessage(
         platform=PLATFORM,
