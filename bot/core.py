@@ -188,10 +188,14 @@ class SupportBot:
         """
         return await asyncio.shield(self._spawn(msg, None))
 
-    async def stream(self, msg: IncomingMessage) -> AsyncGenerator[str, None]:
+    async def stream(
+        self, msg: IncomingMessage, *, on_reply: Callable[[Reply | None], None] | None = None
+    ) -> AsyncGenerator[str, None]:
         """Answer ``msg`` chunk by chunk as the model produces it; a redelivery yields nothing.
 
         The turn runs in its own task: if the consumer stops early, the turn still completes and is stored.
+        ``on_reply`` receives the finished :class:`Reply` (its ``kind`` says how the turn went), before the last chunk
+        of a notice.
         """
         queue: asyncio.Queue[str | None] = asyncio.Queue()
 
@@ -205,6 +209,8 @@ class SupportBot:
             streamed = True
             yield chunk
         reply = await asyncio.shield(task)
+        if on_reply is not None:
+            on_reply(reply)
         if reply is not None and reply.kind is ReplyKind.NOTICE:
             yield f"\n\n_({reply.text})_" if streamed else reply.text
 

@@ -22,7 +22,7 @@ from bot import __version__
 from bot.config import Settings, redact_url
 from bot.core import SupportBot
 from bot.errors import ShuttingDown, StoreUnavailable
-from bot.messages import IncomingMessage
+from bot.messages import IncomingMessage, Reply, ReplyKind
 from bot.model import describe_model
 from bot.session import SessionKey
 
@@ -155,7 +155,8 @@ async def _chat_stream(request: web.Request, bot: SupportBot, msg: IncomingMessa
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
     parts: list[str] = []
-    stream = bot.stream(msg)
+    replies: list[Reply | None] = []
+    stream = bot.stream(msg, on_reply=replies.append)
     try:
         async with contextlib.aclosing(stream):
             async for chunk in stream:
@@ -174,7 +175,8 @@ async def _chat_stream(request: web.Request, bot: SupportBot, msg: IncomingMessa
         await response.write(_sse("chunk", {"text": previous}))
         await response.write(_sse("done", _reply_body(msg, previous, "duplicate")))
         return response
-    await response.write(_sse("done", _reply_body(msg, "".join(parts), "answer")))
+    kind = replies[0].kind.value if replies and replies[0] is not None else ReplyKind.ANSWER.value
+    await response.write(_sse("done", _reply_body(msg, "".join(parts), kind)))
     await response.write_eof()
     return response
 
