@@ -17,7 +17,7 @@ import click
 from bot.config import Settings, load_settings, redact_url
 from bot.errors import ConfigError, StoreUnavailable
 from bot.export import session_document
-from bot.logs import configure_logging
+from bot.logs import Scrubber, configure_logging
 from bot.memory import SessionStore
 from bot.messages import IncomingMessage
 from bot.model import describe_model
@@ -35,7 +35,11 @@ CHAT_HELP = """Commands:
 
 
 def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"supportbot: {message}", err=True)
+    # A store's or a library's error may quote a URL or a credential: the operator's terminal gets it scrubbed too.
+    context = click.get_current_context(silent=True)
+    settings = context.find_object(Settings) if context is not None else None
+    scrub = Scrubber(settings.secret_values() if settings is not None else ())
+    click.echo(f"supportbot: {scrub(message)}", err=True)
     sys.exit(code)
 
 
@@ -86,7 +90,7 @@ def main(ctx: click.Context, config_path: str | None) -> None:
         settings = load_settings(config_path)
     except ConfigError as exc:
         _fail(f"config error: {exc}", code=2)
-    configure_logging(level=settings.log.level, fmt=settings.log.format)
+    configure_logging(level=settings.log.level, fmt=settings.log.format, secrets=settings.secret_values())
     ctx.obj = settings
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
@@ -255,6 +255,32 @@ class Settings(BaseSettings):
         # load_settings beat it.
         return _MappingEnvSource(settings_cls, _ENVIRONMENT.get()), init_settings
 
+    def secret_values(self) -> tuple[str, ...]:
+        """Every configured secret in plain text, for scrubbing logs and error messages; never show the result.
+
+        URLs that are not secret as a whole (``REDIS_URL``, ``OPENAI_BASE_URL``) contribute their password and the
+        values of their credential query parameters; the ticket webhook's URL is a secret whole.
+        """
+        secrets = self.secrets
+        values = [
+            s.get_secret_value()
+            for s in (
+                secrets.openai_api_key,
+                secrets.slack_bot_token,
+                secrets.slack_signing_secret,
+                secrets.slack_app_token,
+                secrets.discord_token,
+                secrets.ticket_webhook_url,
+                secrets.ticket_webhook_token,
+                secrets.web_token,
+                *secrets.encryption_keys,
+            )
+            if s is not None
+        ]
+        for url in (self.store_url, secrets.openai_base_url or ""):
+            values += _url_secrets(url)
+        return tuple(sorted({v for v in values if len(v) >= 4}, key=len, reverse=True))
+
     @property
     def store_url(self) -> str:
         """The store to open: ``REDIS_URL`` when set, else ``memory.store_url``."""
@@ -272,14 +298,49 @@ class Settings(BaseSettings):
         return self.secrets.openai_api_key is not None or self.secrets.openai_base_url is not None
 
 
+# Query parameters that carry a credential: ?password=…, ?token=…, a signed URL's signature.
+_SECRET_PARAM = re.compile(
+    r"pass(?:word|wd)?|pwd|secret|token|api[_-]?key|apikey|key|auth|credential|sig|signature|session|code"
+    r"|x-amz-(?:signature|credential|security-token)",
+    re.IGNORECASE,
+)
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+_URL_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+_URL_QUERY_PARAM = re.compile(r"([?&;])([^=&#;\s]+)=([^&#;\s]*)")
+HIDDEN = "***"
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for logs and banners."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{userinfo}:***@{netloc[1]}"))
+    """``url`` without its userinfo (``user:password@`` becomes ``***@``) and with the values of query parameters that
+    carry credentials (``password``, ``token``, ``key``, ``sig``…) replaced by ``***``: fit for logs, banners and
+    errors. Works on text that does not parse as a URL too."""
+    url = _URL_USERINFO.sub(rf"\1{HIDDEN}@", url, count=1)
+
+    def param(match: re.Match[str]) -> str:
+        separator, name, value = match.groups()
+        hidden = value and _SECRET_PARAM.fullmatch(name.rsplit(".", 1)[-1]) is not None
+        return f"{separator}{name}={HIDDEN if hidden else value}"
+
+    head, mark, rest = url.partition("?")
+    return head + (_URL_QUERY_PARAM.sub(param, mark + rest) if mark else "")
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The password and credential query values of ``url``, undecoded and percent-decoded."""
+    found: list[str] = []
+    userinfo = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)@", url)
+    if userinfo:
+        found.append(userinfo.group(1).partition(":")[2] or userinfo.group(1))
+    _, _, query = url.partition("?")
+    for name, value in re.findall(r"(?:^|[&;])([^=&#;]+)=([^&#;]*)", query):
+        if _SECRET_PARAM.fullmatch(name.rsplit(".", 1)[-1]):
+            found.append(value)
+    return found + [unquote(v) for v in found if unquote(v) != v]
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with every URL in it passed through :func:`redact_url`."""
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group()), text)
 
 
 def _check_no_secrets(data: Any, path: str = "") -> None:

@@ -19,11 +19,11 @@ from typing import Any
 from aiohttp import web
 
 from bot import __version__
-from bot.config import Settings, redact_url
+from bot.config import Settings
 from bot.core import SupportBot
 from bot.errors import ShuttingDown, StoreUnavailable
 from bot.messages import IncomingMessage, Reply, ReplyKind
-from bot.model import describe_model
+from bot.model import model_name
 from bot.session import SessionKey
 
 log = logging.getLogger("supportbot.web")
@@ -192,10 +192,19 @@ async def history(request: web.Request) -> web.Response:
 async def info(request: web.Request) -> web.Response:
     """``GET /api/info``: what the page shows in its header."""
     settings = request.app[SETTINGS_KEY]
-    store = redact_url(settings.store_url).split("://", 1)[0]
     return web.json_response(
-        {"name": settings.bot.name, "version": __version__, "store": store, "model": describe_model(settings)}
+        {
+            "name": settings.bot.name,
+            "version": __version__,
+            "store": store_kind(settings),
+            "model": model_name(settings),
+        }
     )
+
+
+def store_kind(settings: Settings) -> str:
+    """The store's kind (``redis``, ``sqlite``…) without where it is or how to log in to it."""
+    return settings.store_url.split("://", 1)[0].lower() if "://" in settings.store_url else "unknown"
 
 
 async def index(request: web.Request) -> web.Response:
@@ -210,16 +219,17 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the store answers and a model is set up. 503 with the reason otherwise."""
+    """Readiness: the store answers. 503 saying what is down otherwise, but not where: the page is open to anyone
+    who can reach the port, and the store's host and port are the operator's business (the log names them)."""
     bot = request.app[BOT_KEY]
     settings = request.app[SETTINGS_KEY]
+    kind = store_kind(settings)
     try:
         await bot.store.ping()
     except StoreUnavailable as exc:
-        return web.json_response({"status": "unavailable", "reason": f"store: {exc}"}, status=503)
-    return web.json_response(
-        {"status": "ready", "store": redact_url(settings.store_url), "model": describe_model(settings)}
-    )
+        log.warning("readiness: the %s store is unreachable: %s", kind, exc)
+        return web.json_response({"status": "unavailable", "reason": f"the {kind} store is unreachable"}, status=503)
+    return web.json_response({"status": "ready", "store": kind, "model": model_name(settings)})
 
 
 async def metrics(request: web.Request) -> web.Response:
