@@ -7,6 +7,7 @@ import getpass
 import json
 import logging
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
@@ -18,10 +19,11 @@ from bot.config import Settings, load_settings, redact_url
 from bot.errors import ConfigError, StoreUnavailable
 from bot.export import session_document
 from bot.logs import Scrubber, configure_logging
-from bot.memory import SessionStore
+from bot.memory import AuditEntry, SessionStore
 from bot.messages import IncomingMessage
 from bot.model import describe_model
 from bot.privacy import erase_user, export_user
+from bot.quotas import RESOLVE_TOOL
 from bot.session import SessionKey
 
 T = TypeVar("T")
@@ -254,6 +256,36 @@ def sessions_audit(ctx: click.Context, session_id: str, as_json: bool) -> None:
             f"[{_when(entry.time)}] {entry.tool} {entry.outcome} {entry.latency_ms:.0f} ms "
             f"event={entry.event_id} args={arguments} -> {entry.detail}"
         )
+
+
+@sessions.command("resolve")
+@click.argument("session_id")
+@click.pass_context
+def sessions_resolve(ctx: click.Context, session_id: str) -> None:
+    """Close a session's hand-over to a person, so the bot may hand the session over again."""
+    key = _parse_id(session_id)
+
+    async def resolve(store: SessionStore) -> bool:
+        record = await store.get(key)
+        if record is None:
+            return False
+        entry = AuditEntry(
+            time=time.time(),
+            session_id=key.id,
+            event_id="operator",
+            tool=RESOLVE_TOOL,
+            arguments={},
+            outcome="ok",
+            detail="hand-over resolved by an operator",
+            latency_ms=0.0,
+        )
+        user = key.user or (record.users[0] if record.users else "")
+        await store.append_audit(key, entry, platform=key.platform, user=user)
+        return True
+
+    if not _run(_with_store(_settings(ctx), resolve)):
+        _fail(f"no session {session_id}")
+    click.echo(f"resolved the hand-over of {session_id}")
 
 
 @sessions.command("delete")

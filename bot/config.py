@@ -7,6 +7,7 @@ Secrets come only from the environment and are held as ``SecretStr``, so they ne
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -16,7 +17,16 @@ from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot import constants
@@ -125,16 +135,38 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65_535)
     shutdown_grace: Duration = 20.0
+    keepalive_timeout: Duration = 15.0
+    body_timeout: Duration = 30.0
 
 
 class WebSettings(_Section):
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = Field(default=65_536, ge=1_024, le=10_485_760)
+    trusted_proxies: tuple[str, ...] = ()
+    metrics_require_token: bool = False
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network such as 10.0.0.0/8") from None
+        return value
 
 
 class RateLimitSettings(_Section):
     messages: int = Field(default=20, ge=0)
     period: Duration = 60.0
+
+
+class QuotaSettings(_Section):
+    tickets_per_day: int = Field(default=5, ge=0)
+    tickets_per_session: int = Field(default=3, ge=0)
+    escalations_per_day: int = Field(default=3, ge=0)
+    escalations_per_session: int = Field(default=2, ge=0)
+    escalation_open_for: Duration = 86_400.0
 
 
 class SlackSettings(_Section):
@@ -170,7 +202,7 @@ class Secrets(BaseModel):
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     redis_url: SecretStr | None = None
-    web_token: SecretStr | None = None
+    web_tokens: tuple[SecretStr, ...] = ()
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
@@ -195,7 +227,7 @@ class Secrets(BaseModel):
             openai_api_key=secret("OPENAI_API_KEY"),
             openai_base_url=get("OPENAI_BASE_URL"),
             redis_url=secret("REDIS_URL"),
-            web_token=secret("SUPPORTBOT_WEB_TOKEN"),
+            web_tokens=tuple(SecretStr(t.strip()) for t in (get("SUPPORTBOT_WEB_TOKEN") or "").split(",") if t.strip()),
             slack_bot_token=secret("SLACK_BOT_TOKEN"),
             slack_signing_secret=secret("SLACK_SIGNING_SECRET"),
             slack_app_token=secret("SLACK_APP_TOKEN"),
@@ -237,6 +269,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     web: WebSettings = WebSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    quotas: QuotaSettings = QuotaSettings()
     slack: SlackSettings = SlackSettings()
     discord: DiscordSettings = DiscordSettings()
     log: LogSettings = LogSettings()
@@ -255,6 +288,12 @@ class Settings(BaseSettings):
         # load_settings beat it.
         return _MappingEnvSource(settings_cls, _ENVIRONMENT.get()), init_settings
 
+    @model_validator(mode="after")
+    def _metrics_token_is_set(self) -> Settings:
+        if self.web.metrics_require_token and not self.secrets.web_tokens:
+            raise ValueError("web.metrics_require_token needs SUPPORTBOT_WEB_TOKEN to be set")
+        return self
+
     def secret_values(self) -> tuple[str, ...]:
         """Every configured secret in plain text, for scrubbing logs and error messages; never show the result.
 
@@ -272,7 +311,7 @@ class Settings(BaseSettings):
                 secrets.discord_token,
                 secrets.ticket_webhook_url,
                 secrets.ticket_webhook_token,
-                secrets.web_token,
+                *secrets.web_tokens,
                 *secrets.encryption_keys,
             )
             if s is not None

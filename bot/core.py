@@ -249,7 +249,7 @@ class SupportBot:
             self._count_error(exc)
             log.warning("rejected message %s from %s: %s", msg.event_id, msg.platform, exc)
             return Reply(INVALID_MESSAGE_REPLY, "", msg.event_id, ReplyKind.NOTICE)
-        if not self._rate_limiter.allow(f"{msg.platform}:{msg.workspace}:{msg.user}"):
+        if not self._rate_limiter.allow(msg.sender):
             self.metrics.errors.labels("rate_limited").inc()
             log.info("rate limited %s user on session %s", msg.platform, key.id, extra={"session_id": key.id})
             return Reply(RATE_LIMITED_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
@@ -326,7 +326,7 @@ class SupportBot:
         try:
             recalled = await self._recalled(key, start.context, embedding, after=recall_after or 0)
             prompt = self._prompt(start.context, text, recalled)
-            facts = TurnFacts(key, msg.event_id, msg.platform, msg.user, start.context, text)
+            facts = TurnFacts(key, msg.event_id, msg.platform, msg.user, start.context, text, sender=msg.sender)
             with self.metrics.model_seconds.time():
                 answer, kind = await self._ask(prompt, key, sink, facts)
             user = StoredMessage("user", text, msg.timestamp, user=msg.user, event_id=msg.event_id)

@@ -7,7 +7,6 @@ web client can ever name a Slack or Discord session.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import logging
 import re
@@ -18,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.web.guard import CLIENT_KEY, body_timeout_middleware, guard_middleware
 from bot import __version__
 from bot.config import Settings
 from bot.core import SupportBot
@@ -106,6 +106,7 @@ async def read_chat_request(request: web.Request) -> IncomingMessage:
         text=text,
         event_id=message_id or uuid.uuid4().hex,
         is_direct=True,
+        requester=f"{PLATFORM}:{request[CLIENT_KEY]}",
     )
 
 
@@ -261,20 +262,6 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return error_response(500, "internal error")
 
 
-def auth_middleware(token: str | None) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """Require ``Authorization: Bearer <token>`` on ``/api/*`` when a token is configured."""
-
-    @web.middleware
-    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token is not None and request.path.startswith("/api/") and request.method != "OPTIONS":
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return error_response(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
-        return await handler(request)
-
-    return check
-
-
 def cors_middleware(origins: tuple[str, ...]) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     """Answer preflights and add CORS headers for the allowed origins only."""
     allowed = frozenset(origins)
@@ -304,10 +291,19 @@ def cors_middleware(origins: tuple[str, ...]) -> Callable[[web.Request, Handler]
 
 def create_app(bot: SupportBot, settings: Settings) -> web.Application:
     """The aiohttp application with every HTTP route."""
-    token = settings.secrets.web_token.get_secret_value() if settings.secrets.web_token else None
+    guard = guard_middleware(
+        [token.get_secret_value() for token in settings.secrets.web_tokens],
+        trusted_proxies=settings.web.trusted_proxies,
+        protect_metrics=settings.web.metrics_require_token,
+    )
     app = web.Application(
         client_max_size=max(SERVER_MAX_BODY_BYTES, settings.web.max_body_bytes),
-        middlewares=[errors_as_json, cors_middleware(settings.web.cors_origins), auth_middleware(token)],
+        middlewares=[
+            errors_as_json,
+            cors_middleware(settings.web.cors_origins),
+            guard,
+            body_timeout_middleware(settings.server.body_timeout),
+        ],
     )
     app[BOT_KEY] = bot
     app[SETTINGS_KEY] = settings
