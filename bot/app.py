@@ -14,6 +14,7 @@ from bot.memory import SessionStore, StoreLimits, open_store
 from bot.memory.codec import EncryptedCodec
 from bot.metrics import TurnMetrics
 from bot.model import build_chat_model, describe_model
+from bot.ratelimit import Quotas
 from bot.recall import Recall
 from bot.strategies import BufferStrategy, MemoryStrategy, WindowStrategy
 from bot.summary import ExtractiveSummarizer, ModelSummarizer, Summarizer
@@ -109,6 +110,13 @@ def build_toolbox(
         tickets=tickets,
         escalate=tools.escalate_to_human,
         metrics=metrics,
+        quotas=Quotas(
+            tickets_per_day=settings.quotas.tickets_per_day,
+            tickets_per_session=settings.quotas.tickets_per_session,
+            escalations_per_day=settings.quotas.escalations_per_day,
+            escalations_per_session=settings.quotas.escalations_per_session,
+            escalation_open_for=settings.quotas.escalation_open_for,
+        ),
     )
     return toolbox if toolbox.tools else None
 

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
@@ -42,7 +43,13 @@ CHAT_HELP = """Commands:
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"supportbot: {message}", err=True)
+    from bot.logs import Scrubber
+
+    # A store's or a library's error may quote a URL or a credential: the operator's terminal gets it scrubbed too.
+    context = click.get_current_context(silent=True)
+    settings = context.find_root().obj if context is not None else None
+    scrub = Scrubber(settings.secret_values() if settings is not None else ())
+    click.echo(f"supportbot: {scrub(message)}", err=True)
     sys.exit(code)
 
 
@@ -162,7 +169,7 @@ def main(ctx: click.Context, config_path: str | None) -> None:
     from bot.logs import configure_logging
 
     settings = _settings(ctx)
-    configure_logging(level=settings.log.level, fmt=settings.log.format)
+    configure_logging(level=settings.log.level, fmt=settings.log.format, secrets=settings.secret_values())
 
 
 @main.command()
@@ -371,6 +378,38 @@ def sessions_audit(ctx: click.Context, session_id: str, as_json: bool) -> None:
             f"[{_when(entry.time)}] {entry.tool} {entry.outcome} {entry.latency_ms:.0f} ms "
             f"event={entry.event_id} args={arguments} -> {entry.detail}"
         )
+
+
+@sessions.command("resolve")
+@click.argument("session_id", metavar="ID")
+@click.pass_context
+def sessions_resolve(ctx: click.Context, session_id: str) -> None:
+    """Close a session's hand-over to a person, so the bot may hand the session over again."""
+    from bot.memory import AuditEntry
+    from bot.quotas import RESOLVE_TOOL
+
+    async def resolve(store: SessionStore, key: SessionKey) -> bool:
+        record = await store.get(key)
+        if record is None:
+            return False
+        entry = AuditEntry(
+            time=time.time(),
+            session_id=key.id,
+            event_id="operator",
+            tool=RESOLVE_TOOL,
+            arguments={},
+            outcome="ok",
+            detail="hand-over resolved by an operator",
+            latency_ms=0.0,
+        )
+        user = key.user or (record.users[0] if record.users else "")
+        await store.append_audit(key, entry, platform=key.platform, user=user)
+        return True
+
+    _, resolved = _in_session(ctx, session_id, resolve)
+    if not resolved:
+        _fail(f"no session {session_id}")
+    click.echo(f"resolved the hand-over of {session_id}")
 
 
 @sessions.command("delete")

@@ -12,13 +12,14 @@ the file and the key.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import yaml
 from pydantic import (
@@ -30,6 +31,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -182,16 +184,38 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65_535)
     shutdown_grace: Duration = 20.0
+    keepalive_timeout: Duration = 15.0
+    body_timeout: Duration = 30.0
 
 
 class WebSettings(_Section):
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = Field(default=65_536, ge=1_024, le=10_485_760)
+    trusted_proxies: tuple[str, ...] = ()
+    metrics_require_token: bool = False
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network such as 10.0.0.0/8") from None
+        return value
 
 
 class RateLimitSettings(_Section):
     messages: int = Field(default=20, ge=0)
     period: Duration = 60.0
+
+
+class QuotaSettings(_Section):
+    tickets_per_day: int = Field(default=5, ge=0)
+    tickets_per_session: int = Field(default=3, ge=0)
+    escalations_per_day: int = Field(default=3, ge=0)
+    escalations_per_session: int = Field(default=2, ge=0)
+    escalation_open_for: Duration = 86_400.0
 
 
 class SlackSettings(_Section):
@@ -228,7 +252,7 @@ class Secrets(BaseModel):
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     redis_url: SecretStr | None = None
-    web_token: SecretStr | None = None
+    web_tokens: tuple[SecretStr, ...] = ()
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
@@ -253,7 +277,7 @@ class Secrets(BaseModel):
             openai_api_key=secret("OPENAI_API_KEY"),
             openai_base_url=get("OPENAI_BASE_URL"),
             redis_url=secret("REDIS_URL"),
-            web_token=secret("SUPPORTBOT_WEB_TOKEN"),
+            web_tokens=tuple(SecretStr(t.strip()) for t in (get("SUPPORTBOT_WEB_TOKEN") or "").split(",") if t.strip()),
             slack_bot_token=secret("SLACK_BOT_TOKEN"),
             slack_signing_secret=secret("SLACK_SIGNING_SECRET"),
             slack_app_token=secret("SLACK_APP_TOKEN"),
@@ -292,6 +316,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     web: WebSettings = WebSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    quotas: QuotaSettings = QuotaSettings()
     slack: SlackSettings = SlackSettings()
     discord: DiscordSettings = DiscordSettings()
     log: LogSettings = LogSettings()
@@ -310,6 +335,38 @@ class Settings(BaseSettings):
         # The YAML file arrives as init values; SUPPORTBOT_* variables of the environment given to
         # load_settings beat it.
         return _MappingEnvSource(settings_cls, _ENVIRONMENT.get()), init_settings
+
+    @model_validator(mode="after")
+    def _metrics_token_is_set(self) -> Settings:
+        if self.web.metrics_require_token and not self.secrets.web_tokens:
+            raise ValueError("web.metrics_require_token needs SUPPORTBOT_WEB_TOKEN to be set")
+        return self
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every configured secret in plain text, for scrubbing logs and error messages; never show the result.
+
+        URLs that are not secret as a whole (``REDIS_URL``, ``OPENAI_BASE_URL``) contribute their password and the
+        values of their credential query parameters; the ticket webhook's URL is a secret whole.
+        """
+        secrets = self.secrets
+        values = [
+            s.get_secret_value()
+            for s in (
+                secrets.openai_api_key,
+                secrets.slack_bot_token,
+                secrets.slack_signing_secret,
+                secrets.slack_app_token,
+                secrets.discord_token,
+                secrets.ticket_webhook_url,
+                secrets.ticket_webhook_token,
+                *secrets.web_tokens,
+                *secrets.encryption_keys,
+            )
+            if s is not None
+        ]
+        for url in (self.store_url, secrets.openai_base_url or ""):
+            values += _url_secrets(url)
+        return tuple(sorted({v for v in values if len(v) >= 4}, key=len, reverse=True))
 
     @property
     def store_url(self) -> str:
@@ -335,14 +392,49 @@ class Settings(BaseSettings):
         return self.secrets.openai_api_key is not None or self.secrets.openai_base_url is not None
 
 
+# Query parameters that carry a credential: ?password=…, ?token=…, a signed URL's signature.
+_SECRET_PARAM = re.compile(
+    r"pass(?:word|wd)?|pwd|secret|token|api[_-]?key|apikey|key|auth|credential|sig|signature|session|code"
+    r"|x-amz-(?:signature|credential|security-token)",
+    re.IGNORECASE,
+)
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+_URL_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+_URL_QUERY_PARAM = re.compile(r"([?&;])([^=&#;\s]+)=([^&#;\s]*)")
+HIDDEN = "***"
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for logs and banners."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{userinfo}:***@{netloc[1]}"))
+    """``url`` without its userinfo (``user:password@`` becomes ``***@``) and with the values of query parameters that
+    carry credentials (``password``, ``token``, ``key``, ``sig``…) replaced by ``***``: fit for logs, banners and
+    errors. Works on text that does not parse as a URL too."""
+    url = _URL_USERINFO.sub(rf"\1{HIDDEN}@", url, count=1)
+
+    def param(match: re.Match[str]) -> str:
+        separator, name, value = match.groups()
+        hidden = value and _SECRET_PARAM.fullmatch(name.rsplit(".", 1)[-1]) is not None
+        return f"{separator}{name}={HIDDEN if hidden else value}"
+
+    head, mark, rest = url.partition("?")
+    return head + (_URL_QUERY_PARAM.sub(param, mark + rest) if mark else "")
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The password and credential query values of ``url``, undecoded and percent-decoded."""
+    found: list[str] = []
+    userinfo = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)@", url)
+    if userinfo:
+        found.append(userinfo.group(1).partition(":")[2] or userinfo.group(1))
+    _, _, query = url.partition("?")
+    for name, value in re.findall(r"(?:^|[&;])([^=&#;]+)=([^&#;]*)", query):
+        if _SECRET_PARAM.fullmatch(name.rsplit(".", 1)[-1]):
+            found.append(value)
+    return found + [unquote(v) for v in found if unquote(v) != v]
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with every URL in it passed through :func:`redact_url`."""
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group()), text)
 
 
 def _check_no_secrets(data: Any, path: str = "") -> None:

@@ -201,10 +201,14 @@ class SupportBot:
         """
         return await asyncio.shield(self._spawn(msg, None))
 
-    async def stream(self, msg: IncomingMessage) -> AsyncGenerator[str, None]:
+    async def stream(
+        self, msg: IncomingMessage, *, on_reply: Callable[[Reply | None], None] | None = None
+    ) -> AsyncGenerator[str, None]:
         """Answer ``msg`` chunk by chunk as the model produces it; a redelivery yields nothing.
 
         The turn runs in its own task: if the consumer stops early, the turn still completes and is stored.
+        ``on_reply`` receives the finished :class:`Reply` (its ``kind`` says how the turn went), before the last chunk
+        of a notice.
         """
         queue: asyncio.Queue[str | None] = asyncio.Queue()
 
@@ -218,6 +222,8 @@ class SupportBot:
             streamed = True
             yield chunk
         reply = await asyncio.shield(task)
+        if on_reply is not None:
+            on_reply(reply)
         if reply is not None and reply.kind is ReplyKind.NOTICE:
             yield f"\n\n_({reply.text})_" if streamed else reply.text
 
@@ -256,7 +262,7 @@ class SupportBot:
             self._count_error(exc)
             log.warning("rejected message %s from %s: %s", msg.event_id, msg.platform, exc)
             return Reply(INVALID_MESSAGE_REPLY, "", msg.event_id, ReplyKind.NOTICE)
-        if not self._rate_limiter.allow(f"{msg.platform}:{msg.workspace}:{msg.user}"):
+        if not self._rate_limiter.allow(msg.sender):
             self.metrics.errors.labels("rate_limited").inc()
             log.info("rate limited %s user on session %s", msg.platform, key.id, extra={"session_id": key.id})
             return Reply(RATE_LIMITED_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
@@ -335,7 +341,7 @@ class SupportBot:
         try:
             recalled = await self._recalled(key, start.context, embedding, after=recall_after or 0)
             prompt = self._prompt(start.context, text, recalled)
-            facts = TurnFacts(key, msg.event_id, msg.platform, msg.user, start.context, text)
+            facts = TurnFacts(key, msg.event_id, msg.platform, msg.user, start.context, text, sender=msg.sender)
             with self.metrics.model_seconds.time():
                 answer, kind = await self._ask(prompt, key, sink, facts)
             user = StoredMessage("user", text, msg.timestamp, user=msg.user, event_id=msg.event_id)

@@ -1,4 +1,8 @@
-"""A session as plain data, for ``sessions export`` and the adapters' export commands."""
+"""A session as plain data, for ``sessions export`` and the adapters' export commands.
+
+An export leaves the process (a file, a Slack or Discord message), so every text in it is redacted: a password
+typed in the chat stays in the store, not in the export.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 
 from bot.entities import describe
 from bot.memory import AuditEntry, RecallItem, SessionRecord
+from bot.redact import redact_data, redact_text
 
 RECAP_MESSAGES = 5  # user messages listed by a recap
 
@@ -25,11 +30,14 @@ def session_document(
         "session_id": record.session_id,
         "meta": asdict(record.meta),
         "users": list(record.users),
-        "summary": record.summary,
-        "entities": {name: asdict(entity) for name, entity in sorted(record.entities.items())},
-        "messages": [asdict(m) for m in record.messages],
-        "recall": [{"seq": item.seq, "model": item.model, "text": item.text} for item in recall],
-        "audit": [asdict(entry) for entry in audit],
+        "summary": None if record.summary is None else redact_text(record.summary),
+        "entities": {
+            name: {**asdict(entity), "value": redact_text(entity.value)}
+            for name, entity in sorted(record.entities.items())
+        },
+        "messages": [{**asdict(m), "content": redact_text(m.content)} for m in record.messages],
+        "recall": [{"seq": item.seq, "model": item.model, "text": redact_text(item.text)} for item in recall],
+        "audit": [redact_data(asdict(entry)) for entry in audit],
     }
 
 

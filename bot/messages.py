@@ -35,6 +35,8 @@ class IncomingMessage:
         event_id: the platform's identity of this message, used to answer it once.
         is_direct: a direct message; DMs are always scoped to their user.
         timestamp: when the platform says the message was sent (epoch seconds).
+        requester: who sent it, when the adapter knows better than ``user``: a web client's token or network
+            address (a web ``user`` is the tab's session id, which the client picks freely).
     """
 
     platform: str
@@ -46,6 +48,12 @@ class IncomingMessage:
     event_id: str
     is_direct: bool = False
     timestamp: float = field(default_factory=time.time)
+    requester: str | None = None
+
+    @property
+    def sender(self) -> str:
+        """Who rate limits and quotas count this message against: ``requester``, else the platform's user."""
+        return self.requester or f"{self.platform}:{self.workspace or '-'}:{self.user}"
 
 
 class ReplyKind(enum.Enum):

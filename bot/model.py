@@ -8,7 +8,7 @@ from typing import Protocol
 
 from langchain_core.language_models.chat_models import BaseChatModel
 
-from bot.config import Settings
+from bot.config import Settings, redact_url
 from bot.errors import ModelAuthError, ModelError, ModelRateLimited, ModelTimeout
 from bot.kb import KnowledgeBase
 from bot.offline import OfflineResponder
@@ -61,11 +61,16 @@ def build_chat_model(settings: Settings, kb: KnowledgeBase) -> ChatModel:
     return ChatModel(model, (http_client,))
 
 
+def model_name(settings: Settings) -> str:
+    """The model's name alone, for what anyone may see (the page's header, ``/readyz``): never its server."""
+    return settings.llm.model if settings.llm_configured else "offline knowledge-base responder"
+
+
 def describe_model(settings: Settings) -> str:
-    """A one-line description for banners and health output; never includes a secret."""
+    """A one-line description for the operator's start banner: the model and its server, without credentials."""
     if not settings.llm_configured:
         return "offline knowledge-base responder (no LLM configured)"
-    where = settings.secrets.openai_base_url or "api.openai.com"
+    where = redact_url(settings.secrets.openai_base_url or "https://api.openai.com/v1")
     return f"{settings.llm.model} at {where}"
 
 

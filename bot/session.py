@@ -10,6 +10,7 @@ in one cluster slot.
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
@@ -18,6 +19,7 @@ from bot.errors import InvalidMessage
 from bot.messages import IncomingMessage
 
 _ABSENT = "-"
+REFERENCE_HEX_CHARS = 32  # 128 bits of a web session's hash: unique, and nothing to recover the id from
 
 
 class Scope(enum.StrEnum):
@@ -87,6 +89,20 @@ class SessionKey:
 
     def __str__(self) -> str:
         return self.id
+
+
+def public_reference(key: SessionKey) -> str:
+    """How a ticket, a hand-over or anything else read outside the bot names a session.
+
+    A web session's id is a bearer capability: whoever knows it can read and write that browser tab's conversation.
+    So a web session is named by a one-way hash of its id instead (the page's ids are random UUIDs, whose hash can
+    be neither reversed nor guessed). Slack and Discord ids only point at conversations their members already see,
+    and a person following up needs them, so they are kept.
+    """
+    if key.platform != "web":
+        return key.id
+    digest = hashlib.sha256(b"supportbot session reference\0" + key.id.encode()).hexdigest()
+    return f"web:{digest[:REFERENCE_HEX_CHARS]}"
 
 
 def user_index_key(platform: str, user: str) -> str:

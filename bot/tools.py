@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import random
-import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -32,15 +31,16 @@ from bot.errors import EscalationFailed, StoreUnavailable, TicketFailed
 from bot.kb import KnowledgeBase
 from bot.memory.base import AuditEntry, SessionContext, SessionStore
 from bot.metrics import TurnMetrics
-from bot.session import SessionKey
+from bot.quotas import CREATE_TICKET, ESCALATE_TO_HUMAN, SideEffectQuotas, escalation_detail
+from bot.ratelimit import Quotas
+from bot.redact import redact_arguments, redact_text
+from bot.session import SessionKey, public_reference
 
 log = logging.getLogger("supportbot.tools")
 
 SEARCH_KB = "search_kb"
-CREATE_TICKET = "create_ticket"
-ESCALATE_TO_HUMAN = "escalate_to_human"
+WEB = "web"
 
-REDACTED = "[redacted]"
 SEARCH_RESULTS = 3
 PASSAGE_CHARS = 600  # per knowledge-base passage shown to the model
 DETAIL_CHARS = 500  # audit entry detail
@@ -52,63 +52,10 @@ RETRY_AFTER_CAP_S = 30.0  # a webhook asking for longer would hold the user's tu
 BACKOFF_CAP_S = 10.0
 FILED_TURNS_KEPT = 1_024  # in-process memory of filed tickets; older turns are found in the audit log
 
-Outcome = Literal["ok", "error", "not_configured", "repeated"]
+Outcome = Literal["ok", "error", "not_configured", "repeated", "refused"]
 Priority = Literal["low", "normal", "high", "urgent"]
 Escalator = Callable[[str], Awaitable[str]]
 """Posts a hand-over text on a platform and returns a reference to the post; raises :class:`EscalationFailed`."""
-
-
-# --- redaction ---------------------------------------------------------------------------------------------------
-
-_SECRET_KEY = re.compile(
-    r"pass(?:word|wd|phrase)|pwd|secret|token|api[_-]?key|authori[sz]ation|credential|private[_-]?key|cookie",
-    re.IGNORECASE,
-)
-# ``password: x``, ``api_key=x``, ``"client_secret": "x"``: keep the name, drop the value. The value stops at quotes
-# and separators so redacting a JSON or URL text leaves it well-formed.
-_ASSIGNED_SECRET = re.compile(
-    r"""(\b[\w.-]*(?:pass(?:word|wd|phrase)|pwd|secret|token|api[_-]?key|credential)[\w.-]*["']?[ \t]*[:=][ \t]*)"""
-    r"""("[^"\n]*"|'[^'\n]*'|[^\s,;&"'<>]+)""",
-    re.IGNORECASE,
-)
-_BEARER = re.compile(r"\b(Bearer)\s+[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE)
-_TOKEN = re.compile(
-    r"(?<![A-Za-z0-9])(?:"
-    r"sk-[A-Za-z0-9_-]{16,}"  # OpenAI and look-alikes; the length spares words such as "sk-learn"
-    r"|xox[abposr]-[A-Za-z0-9-]{8,}"  # Slack
-    r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"  # GitHub
-    r"|(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])"  # AWS access key ids
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)"
-    r")",
-    re.DOTALL,
-)
-
-
-def redact_text(text: str) -> str:
-    """``text`` with secret-looking parts (API tokens, bearer tokens, ``password: …`` values) replaced by
-    ``[redacted]``. Idempotent."""
-    text = _TOKEN.sub(REDACTED, text)
-    text = _BEARER.sub(rf"\1 {REDACTED}", text)
-    return _ASSIGNED_SECRET.sub(rf"\1{REDACTED}", text)
-
-
-def _redact_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, Mapping):
-        return redact_arguments(value)
-    if isinstance(value, list | tuple):
-        return [_redact_value(v) for v in value]
-    return value
-
-
-def redact_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of tool-call arguments fit for the audit log: a key naming a secret (``password``, ``api_key``,
-    ``Authorization``…) has its whole value replaced, and every string, however nested, goes through
-    :func:`redact_text`."""
-    return {
-        str(key): REDACTED if _SECRET_KEY.search(str(key)) else _redact_value(value) for key, value in arguments.items()
-    }
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -138,6 +85,8 @@ class TurnFacts:
         user: the author's platform id.
         context: what the turn read: the window's messages (oldest first), the summary and the entities.
         text: the user's new message (not yet in ``context``).
+        sender: who the quotas count the turn against (:attr:`IncomingMessage.sender`); ``platform:user`` when
+            empty.
     """
 
     key: SessionKey
@@ -146,6 +95,22 @@ class TurnFacts:
     user: str
     context: SessionContext
     text: str
+    sender: str = ""
+
+    @property
+    def quota_key(self) -> str:
+        """The user the quotas count against."""
+        return self.sender or f"{self.platform}:{self.user}"
+
+    @property
+    def reference(self) -> str:
+        """How a ticket or a hand-over names the session: see :func:`public_reference`."""
+        return public_reference(self.key)
+
+    @property
+    def user_reference(self) -> str:
+        """How a ticket or a hand-over names the user: a web user *is* the tab's session id, so it is the reference."""
+        return self.reference if self.key.platform == WEB else self.user
 
 
 # --- the ticket webhook ------------------------------------------------------------------------------------------
@@ -354,6 +319,16 @@ def _ticket_in_detail(detail: str) -> Ticket | None:
     return Ticket(data["ticket"], url if isinstance(url, str) else None)
 
 
+def _ticket_in_audit(entries: list[AuditEntry], event_id: str) -> Ticket | None:
+    """The ticket an earlier delivery of ``event_id`` filed, as its audit entry recorded it."""
+    for entry in reversed(entries):
+        if entry.tool == CREATE_TICKET and entry.event_id == event_id and entry.outcome in ("ok", "repeated"):
+            ticket = _ticket_in_detail(entry.detail)
+            if ticket is not None:
+                return ticket
+    return None
+
+
 def _ticket_text(ticket: Ticket) -> str:
     if ticket.id == "filed":
         return "the ticket system did not return a ticket number"
@@ -401,16 +376,20 @@ class Toolbox:
         tickets: TicketWebhook | None = None,
         escalate: bool = True,
         metrics: TurnMetrics | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         """Enable ``search_kb`` when ``search_kb`` and a knowledge base are given, ``create_ticket`` when a ticket
         webhook is, and ``escalate_to_human`` when ``escalate`` (even before any platform registers a channel, so
-        the model can say escalation is not set up there). The toolbox owns ``tickets`` and closes it."""
+        the model can say escalation is not set up there). Tickets and hand-overs are limited by ``quotas`` (none
+        by default), and a session never has two hand-overs open. The toolbox owns ``tickets`` and closes it."""
         self._store = store
         self._tickets = tickets
         self._metrics = metrics
+        self._quotas = SideEffectQuotas(quotas or Quotas())
         self._escalators: dict[str, tuple[Escalator, str]] = {}
         self._filed: OrderedDict[tuple[str, str], Ticket] = OrderedDict()
         self._ticket_locks = _TurnLocks()
+        self._sender_locks = _TurnLocks()
         tools: list[BaseTool] = []
         if search_kb and knowledge is not None:
             tools.append(self._search_tool(knowledge))
@@ -570,9 +549,11 @@ class Toolbox:
         self, tickets: TicketWebhook, facts: TurnFacts, *, summary: str, details: str, priority: Priority
     ) -> _ToolResult:
         turn = (facts.key.id, facts.event_id)
-        # Serialised per turn: a model that calls create_ticket twice in one answer, in parallel, files one ticket.
-        async with self._ticket_locks.hold(turn):
-            earlier = self._filed.get(turn) or await self._filed_by_another_process(facts)
+        # Serialised per user, then per turn: a model that calls create_ticket twice in one answer, in parallel, files
+        # one ticket, and one user's sessions cannot race each other past the daily quota.
+        async with self._sender_locks.hold((CREATE_TICKET, facts.quota_key)), self._ticket_locks.hold(turn):
+            audit = await self._audit_log(facts) if turn not in self._filed else []
+            earlier = self._filed.get(turn) or _ticket_in_audit(audit, facts.event_id)
             if earlier is not None:
                 self._remember(turn, earlier)
                 return (
@@ -580,6 +561,10 @@ class Toolbox:
                     "give the user this one.",
                     _Report("repeated", _ticket_detail(earlier)),
                 )
+            refusal = self._quotas.ticket_refusal(facts.quota_key, audit)
+            if refusal is not None:
+                log.warning("ticket refused by quota", extra={"session_id": facts.key.id})
+                return f"The ticket was not filed. {refusal}", _Report("refused")
             payload = self._ticket_payload(facts, summary=summary, details=details, priority=priority)
             try:
                 ticket = await tickets.file(payload, idempotency_key=payload["idempotency_key"])
@@ -591,6 +576,7 @@ class Toolbox:
                     _Report("error"),
                 )
             self._remember(turn, ticket)
+            self._quotas.ticket_filed(facts.quota_key)
         if ticket.id == "filed":
             text = "The ticket was filed, but the ticket system returned no ticket number. Tell the user it was filed."
         else:
@@ -605,22 +591,14 @@ class Toolbox:
         while len(self._filed) > FILED_TURNS_KEPT:
             self._filed.popitem(last=False)
 
-    async def _filed_by_another_process(self, facts: TurnFacts) -> Ticket | None:
-        """The ticket an earlier delivery of this event filed, as its audit entry recorded it."""
+    async def _audit_log(self, facts: TurnFacts) -> list[AuditEntry]:
+        """The session's audit log: earlier tickets and hand-overs, from any process. Empty when the store is down:
+        filing anyway is the lesser harm (the Idempotency-Key lets the ticket system drop a duplicate)."""
         try:
-            entries = await self._store.audit(facts.key)
+            return await self._store.audit(facts.key)
         except StoreUnavailable as exc:
-            # Filing anyway is the lesser harm: the Idempotency-Key lets the ticket system drop a duplicate.
-            log.warning(
-                "could not check the audit log for an earlier ticket: %s", exc, extra={"session_id": facts.key.id}
-            )
-            return None
-        for entry in reversed(entries):
-            if entry.tool == CREATE_TICKET and entry.event_id == facts.event_id and entry.outcome in ("ok", "repeated"):
-                ticket = _ticket_in_detail(entry.detail)
-                if ticket is not None:
-                    return ticket
-        return None
+            log.warning("could not read the audit log: %s", exc, extra={"session_id": facts.key.id})
+            return []
 
     @staticmethod
     def _ticket_payload(facts: TurnFacts, *, summary: str, details: str, priority: Priority) -> dict[str, Any]:
@@ -629,10 +607,10 @@ class Toolbox:
         transcript = [{"role": m.role, "text": redact_text(m.content), "time": _iso(m.ts)} for m in context.messages]
         transcript.append({"role": "user", "text": redact_text(facts.text), "time": _iso(now)})
         return {
-            "idempotency_key": f"{facts.key.id}:{facts.event_id}",
-            "session_id": facts.key.id,
+            "idempotency_key": f"{facts.reference}:{facts.event_id}",
+            "session_id": facts.reference,
             "platform": facts.platform,
-            "user": facts.user,
+            "user": facts.user_reference,
             "summary": redact_text(summary),
             "details": redact_text(details),
             "priority": priority,
@@ -669,29 +647,48 @@ class Toolbox:
                 _Report("not_configured"),
             )
         escalator, channel = registered
-        try:
-            reference = await escalator(self._handover(facts, reason))
-        except EscalationFailed as exc:
-            self._count_error(exc)
-            return (
-                f"The escalation could not be posted: {exc}. Tell the user, and suggest a ticket or contacting the "
-                "IT helpdesk directly.",
-                _Report("error"),
-            )
+        async with self._sender_locks.hold((ESCALATE_TO_HUMAN, facts.quota_key)):
+            audit = await self._audit_log(facts)
+            open_ = self._quotas.open_escalation(facts.key.id, audit)
+            if open_ is not None:
+                return (
+                    f"This conversation was already handed to a person at {_iso(open_.since)} ({open_.reference}) "
+                    "and nobody has closed it yet. Do not escalate again; tell the user a person will follow up in "
+                    "this conversation.",
+                    _Report("repeated"),
+                )
+            refusal = self._quotas.escalation_refusal(facts.quota_key, audit)
+            if refusal is not None:
+                log.warning("escalation refused by quota", extra={"session_id": facts.key.id})
+                return f"Nobody was notified. {refusal}", _Report("refused")
+            try:
+                reference = await escalator(self._handover(facts, reason))
+            except EscalationFailed as exc:
+                self._count_error(exc)
+                return (
+                    f"The escalation could not be posted: {exc}. Tell the user, and suggest a ticket or contacting "
+                    "the IT helpdesk directly.",
+                    _Report("error"),
+                )
+            self._quotas.escalated(facts.key.id, facts.quota_key, reference)
         return (
             f"Escalated to {channel}: {reference}. Tell the user a person will follow up in this conversation.",
-            _Report("ok"),
+            _Report("ok", escalation_detail(channel, reference)),
         )
 
     @staticmethod
     def _handover(facts: TurnFacts, reason: str) -> str:
-        """The post a person reads first: who, why, what is known, and how the conversation ended."""
+        """The post a person reads first: who, why, what is known, and how the conversation ended.
+
+        Plain text, redacted: the adapters post it as inert text, since it quotes the user (and the model, which may
+        be repeating the user's instructions), and must not render as links, formatting or mentions.
+        """
         context = facts.context
         lines = [
-            "**Escalation from Supportbot**: a user needs a person.",
+            "Escalation from Supportbot: a user needs a person.",
             f"Platform: {facts.platform}",
-            f"Session: {facts.key.id}",
-            f"User: {facts.user}",
+            f"Session: {facts.reference}",
+            f"User: {facts.user_reference}",
             f"Reason: {_shorten(_one_line(reason), 300)}",
         ]
         if context.summary:

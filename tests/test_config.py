@@ -51,7 +51,7 @@ def test_redis_url_selects_redis_and_is_redacted() -> None:
     settings = load_settings("/dev/null", env={"REDIS_URL": "redis://:hunter2@cache:6379/0"})
     assert settings.store_url == "redis://:hunter2@cache:6379/0"
     assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.model_dump())
-    assert redact_url(settings.store_url) == "redis://:***@cache:6379/0"
+    assert redact_url(settings.store_url) == "redis://***@cache:6379/0"
 
 
 def test_llm_is_configured_by_key_or_base_url_only() -> None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from adapters.discord_bot import DiscordAdapter, split_message
-from adapters.discord_bot.text import MESSAGE_LIMIT
+from adapters.discord_bot.text import MESSAGE_LIMIT, to_inert_text
 from bot.adapter import Escalates
 from bot.errors import EscalationFailed
 from bot.memory.memory import MemoryStore
@@ -66,7 +66,7 @@ async def test_the_hand_over_is_posted_to_the_escalation_channel_only(fake: Fake
         assert isinstance(adapter, Escalates) and adapter.escalation_channel == str(fake.channel_id)
         reference = await adapter.post_escalation(text)
     (message,) = fake.messages(fake.channel_id)
-    assert message["content"] == text
+    assert message["content"] == to_inert_text(text)
     assert reference == jump_url(fake, fake.channel_id, message)
     (call,) = message_posts(fake)
     assert call.path == f"/channels/{fake.channel_id}/messages", "nothing is posted anywhere else"

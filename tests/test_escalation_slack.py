@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from adapters.slack import SlackAdapter
-from adapters.slack.translate import MESSAGE_CHARS, split_message, to_mrkdwn
+from adapters.slack.translate import MESSAGE_CHARS, split_message, to_inert_text
 from bot.adapter import Escalates
 from bot.errors import EscalationFailed
 from tests.fakes.slack_server import FakeSlack
@@ -42,8 +42,8 @@ async def test_the_hand_over_is_posted_to_the_escalation_channel_only(fake: Fake
     reference = await adapter.post_escalation(text)
 
     (message,) = fake.messages(ESCALATIONS)
-    assert message["text"] == to_mrkdwn(text) and message["thread_ts"] is None and message["bot_id"]
-    assert bot_posts(fake) == [(ESCALATIONS, to_mrkdwn(text))], "nothing is posted anywhere else"
+    assert message["text"] == to_inert_text(text) and message["thread_ts"] is None and message["bot_id"]
+    assert bot_posts(fake) == [(ESCALATIONS, to_inert_text(text))], "nothing is posted anywhere else"
     # The fake has no chat.getPermalink (it answers ok without a link), so the reference is channel/ts.
     assert reference == f"{ESCALATIONS}/{message['ts']}"
     (lookup,) = fake.calls_to("chat.getPermalink")
@@ -58,7 +58,7 @@ async def test_a_long_hand_over_is_split_into_messages_in_order(fake: FakeSlack)
     reference = await adapter.post_escalation(text)
 
     posted = [m["text"] for m in fake.messages(ESCALATIONS)]
-    assert posted == [to_mrkdwn(part) for part in split_message(text)] and len(posted) >= 3
+    assert posted == [to_inert_text(part) for part in split_message(text)] and len(posted) >= 3
     assert all(len(part) <= MESSAGE_CHARS for part in posted)
     assert " ".join(" ".join(posted).split()) == " ".join(text.split()), "nothing is lost or reordered"
     assert reference == f"{ESCALATIONS}/{fake.messages(ESCALATIONS)[0]['ts']}"

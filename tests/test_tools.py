@@ -26,8 +26,9 @@ from bot.memory.base import AuditEntry
 from bot.memory.memory import MemoryStore
 from bot.messages import StoredMessage
 from bot.metrics import TurnMetrics
+from bot.redact import REDACTED, redact_arguments, redact_text
 from bot.session import SessionKey
-from bot.tools import HANDOVER_CHARS, REDACTED, Ticket, TicketWebhook, Toolbox, TurnFacts, redact_arguments, redact_text
+from bot.tools import HANDOVER_CHARS, Ticket, TicketWebhook, Toolbox, TurnFacts
 from tests.conftest import StoreFactory, second_client
 from tests.fakes.webhook_server import FakeTicketWebhook
 

@@ -38,7 +38,7 @@ from discord.http import Route
 from adapters.discord_bot.commands import add_commands, sync_commands
 from adapters.discord_bot.mapping import Place, incoming_message, place_of
 from adapters.discord_bot.replies import NO_PINGS, ReplyPoster, keep_typing, post
-from adapters.discord_bot.text import split_message, strip_mentions, thread_name
+from adapters.discord_bot.text import split_message, strip_mentions, thread_name, to_inert_text
 from bot.config import Settings
 from bot.core import INTERNAL_ERROR_REPLY, SupportBot
 from bot.errors import ConfigError, EscalationFailed, InvalidMessage, ShuttingDown
@@ -122,7 +122,11 @@ class DiscordAdapter:
         return None if channel is None else str(channel)
 
     async def post_escalation(self, text: str) -> str:
-        """Post a hand-over (markdown) to the escalation channel, in several messages when over 2,000 characters.
+        """Post a hand-over to the escalation channel as inert plain text, in several messages when over 2,000
+        characters.
+
+        The hand-over quotes the user, so nothing in it may render or ping: markdown and ``@`` are escaped (no
+        masked link, no bold, no mention), URLs and domains defanged, embeds suppressed, and mentions disallowed.
 
         Returns:
             The first message's jump URL.
@@ -134,7 +138,7 @@ class DiscordAdapter:
         channel_id = self._options.escalation_channel
         if channel_id is None:
             raise EscalationFailed("escalation is not configured")
-        parts = split_message(text)
+        parts = split_message(to_inert_text(text))
         if not parts:
             raise EscalationFailed("the escalation text is empty")
         client = self._client
@@ -145,7 +149,7 @@ class DiscordAdapter:
             channel = client.get_channel(channel_id) or await client.fetch_channel(channel_id)
             if not isinstance(channel, discord.abc.Messageable):
                 raise EscalationFailed(f"Discord channel {channel_id} does not take messages")
-            sent = [await post(channel, part, reference=None) for part in parts]
+            sent = [await channel.send(part, allowed_mentions=NO_PINGS, suppress_embeds=True) for part in parts]
         except discord.HTTPException as exc:
             reason = " ".join(str(exc).split())  # Discord's form errors span several lines
             raise EscalationFailed(f"Discord refused the escalation post to {channel_id}: {reason}") from exc

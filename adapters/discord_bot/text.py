@@ -1,8 +1,11 @@
-"""Pure text helpers: strip the bot's mention, name a thread, split a reply at Discord's message limit."""
+"""Pure text helpers: strip the bot's mention, name a thread, split a reply at Discord's message limit, quote text
+inertly."""
 
 from __future__ import annotations
 
 import re
+
+from adapters.inert import defang
 
 MESSAGE_LIMIT = 2_000  # characters Discord accepts in one message
 THREAD_NAME_CHARS = 80  # Discord allows 100; shorter names stay readable in the channel list
@@ -18,6 +21,21 @@ _MAX_REOPEN_CHARS = len(FENCE) + _MAX_LANG_CHARS + 1  # "```lang\n" at the start
 _BLOCK = 0  # after a blank line, before or after a code block: a paragraph boundary
 _LINE = 1  # any other line start outside a code block
 _FENCED_LINE = 2  # a line start inside a code block: the part closes the fence, the next reopens it
+
+
+# Every character Discord's markdown gives a meaning to: emphasis, code, spoilers, quotes, headings and list items,
+# masked links, and the <…> of mentions, channels, commands and timestamps. A backslash shows each as itself.
+_MARKUP = re.compile(r"([\\*_~`|>#\[\]()<@])")
+_LINE_MARKUP = re.compile(r"^([ \t]*)([-+]|\d+\.)", re.MULTILINE)  # list items, "-#" subtext, "1." lists
+
+
+def to_inert_text(text: str) -> str:
+    """``text`` as plain characters in Discord: all markdown escaped, ``@`` too (no ``@everyone``, no ``<@id>``), and
+    URLs and domain names defanged so Discord links and previews none."""
+    escaped = _MARKUP.sub(r"\\\1", defang(text))
+    return _LINE_MARKUP.sub(
+        lambda m: m.group(1) + (m.group(2)[:-1] + "\\." if m.group(2)[-1] == "." else "\\" + m.group(2)), escaped
+    )
 
 
 def strip_mentions(text: str, *, user_id: int, role_id: int | None = None) -> str:

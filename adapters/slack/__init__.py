@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -39,7 +40,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.reply import Replier, slack_error
-from adapters.slack.translate import command_of, is_user_text, to_incoming, workspace_of
+from adapters.slack.translate import command_of, is_user_text, split_message, to_incoming, to_inert_text, workspace_of
 from bot.adapter import HttpRoute
 from bot.config import Settings
 from bot.core import SupportBot
@@ -68,6 +69,7 @@ THREAD_MISS_TTL_S = 30.0  # how long "the bot is not in this thread" is believed
 CLOSE_GRACE_S = 10.0  # how long aclose waits for replies still being posted
 
 Listener = Callable[..., Awaitable[None]]
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # Unix seconds, ASCII digits only (int() would take "１２" or " 12 ")
 # What a Web API call raises when Slack answers with an error or cannot be reached (refused, reset, timed out).
 _CALL_FAILED = (SlackClientError, ClientError, TimeoutError)
 
@@ -121,10 +123,12 @@ class SlackAdapter:
         return self._settings.slack.escalation_channel
 
     async def post_escalation(self, text: str) -> str:
-        """Post a hand-over (markdown) to the escalation channel, split like replies when long.
+        """Post a hand-over to the escalation channel as inert plain text, split like replies when long.
 
-        Nobody is pinged: the mrkdwn conversion escapes ``<`` and ``>``, so ``<!channel>``, ``<!here>`` or ``<@U…>``
-        in the text show as text, and a bare ``@here`` only notifies with ``link_names``, which is never sent.
+        The hand-over quotes the user, so nothing in it may render: it is posted with ``mrkdwn`` off (no bold, no
+        ``[label](url)`` link), ``&<>`` escaped (no ``<url|label>``, no ``<!channel>``, ``<!here>`` or ``<@U…>``),
+        URLs and domains defanged (no automatic link), and no link or media preview. A bare ``@here`` only notifies
+        with ``link_names``, which is never sent.
 
         Returns:
             The first message's permalink, or ``channel/ts`` when Slack gives no permalink.
@@ -138,8 +142,13 @@ class SlackAdapter:
             raise EscalationFailed("escalation is not configured")
         if not text.strip():
             raise EscalationFailed("the escalation text is empty")
+        posted: list[str] = []
         try:
-            posted = await self._replier.post(channel=channel, thread_ts=None, text=text)
+            for part in split_message(text):
+                response = await self.client.chat_postMessage(
+                    channel=channel, text=to_inert_text(part), mrkdwn=False, unfurl_links=False, unfurl_media=False
+                )
+                posted.append(str(response["ts"]))
         except SlackApiError as exc:
             raise EscalationFailed(f"Slack refused the escalation post to {channel}: {slack_error(exc)}") from exc
         except _CALL_FAILED as exc:
@@ -191,17 +200,19 @@ class SlackAdapter:
             # Not acknowledging makes Slack deliver the event again, to a process that is not shutting down.
             return web.json_response({"error": "not accepting events right now"}, status=503)
         raw = await request.read()
-        # Verified before anything parses the body, so an unsigned request is a 401 whatever it contains.
-        if self._verifier is None or not self._verifier.is_valid(
-            body=raw,
-            timestamp=request.headers.get("X-Slack-Request-Timestamp", ""),
-            signature=request.headers.get("X-Slack-Signature", ""),
-        ):
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        signature = request.headers.get("X-Slack-Signature", "")
+        # slack_sdk's verifier raises on a timestamp int() refuses and on a body that is not UTF-8: both are checked
+        # here first, so a forged or garbled request is a 401 or 400, never a 500 with a traceback.
+        if self._verifier is None or not _TIMESTAMP.fullmatch(timestamp) or not signature:
             return web.json_response({"error": "invalid signature or stale timestamp"}, status=401)
         try:
             body = raw.decode("utf-8")
         except UnicodeDecodeError:
             return web.json_response({"error": "the body is not UTF-8"}, status=400)
+        # Verified before anything parses the body, so an unsigned request is a 401 whatever it contains.
+        if not self._verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
+            return web.json_response({"error": "invalid signature or stale timestamp"}, status=401)
         headers = {k.lower(): list(request.headers.getall(k)) for k in request.headers}
         try:
             bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=headers)

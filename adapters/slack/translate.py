@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from adapters.inert import defang
 from bot.messages import IncomingMessage
 
 PLATFORM = "slack"
@@ -132,3 +133,10 @@ def split_message(text: str, limit: int = MESSAGE_CHARS) -> list[str]:
     if rest or not parts:
         parts.append(rest)
     return parts
+
+
+def to_inert_text(text: str) -> str:
+    """``text`` as Slack shows it when posted with ``mrkdwn`` off: ``&``, ``<`` and ``>`` escaped (so no ``<url|label>``
+    link, ``<@U…>`` mention or ``<!channel>`` ping can be written), URLs and domain names defanged so Slack links none.
+    """
+    return _escape(defang(text))

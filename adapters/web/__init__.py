@@ -14,6 +14,10 @@ from bot.core import SupportBot
 
 __all__ = ["WebAdapter", "create_app"]
 
+# After answering a request whose body it did not read in full (a 408 to a slow body, a 401, a 413), the server
+# reads and drops the rest for this long, so the client sees the answer, then closes (aiohttp's default is 10 s).
+LINGER_S = 2.0
+
 
 class WebAdapter:
     """Serves every HTTP route on ``server.host:server.port`` (``PORT`` overrides)."""
@@ -43,7 +47,15 @@ class WebAdapter:
         for method, path, handler in self._routes:
             app.router.add_route(method, path, handler)
         # In-flight requests get the whole grace period to finish their turns before handlers are cancelled.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=self._settings.server.shutdown_grace)
+        server = self._settings.server
+        # The keep-alive timer also runs while a request's line and headers trickle in, so it bounds slow headers too.
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=server.shutdown_grace,
+            keepalive_timeout=server.keepalive_timeout,
+            lingering_time=LINGER_S,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._settings.server.host, self._settings.server.port)
         await site.start()

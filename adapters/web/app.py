@@ -7,7 +7,6 @@ web client can ever name a Slack or Discord session.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import logging
 import re
@@ -18,12 +17,13 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.web.guard import CLIENT_KEY, body_timeout_middleware, guard_middleware
 from bot import __version__
-from bot.config import Settings, redact_url
+from bot.config import Settings
 from bot.core import SupportBot
 from bot.errors import ShuttingDown, StoreUnavailable
-from bot.messages import IncomingMessage
-from bot.model import describe_model
+from bot.messages import IncomingMessage, Reply, ReplyKind
+from bot.model import model_name
 from bot.session import SessionKey
 
 log = logging.getLogger("supportbot.web")
@@ -31,8 +31,10 @@ log = logging.getLogger("supportbot.web")
 BOT_KEY = web.AppKey("bot", SupportBot)
 SETTINGS_KEY = web.AppKey("settings", Settings)
 
-SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# Matched with fullmatch(): "$" would also accept a trailing newline, and "id\n" would be a session of its own (and a
+# newline in a ticket's Idempotency-Key header).
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 PLATFORM = "web"
 # Ceiling for any route (platform webhooks carry bigger payloads than a chat message); /api/chat has its own limit.
 SERVER_MAX_BODY_BYTES = 1_048_576
@@ -61,7 +63,7 @@ def web_session_key(session_id: str) -> SessionKey:
 def _check_session_id(value: Any) -> str:
     if not isinstance(value, str):
         raise BadRequest(400, "session_id must be a string")
-    if not SESSION_ID.match(value):
+    if not SESSION_ID.fullmatch(value):
         raise BadRequest(400, "session_id must be 8-64 characters of letters, digits, '-' or '_' (a UUID works)")
     return value
 
@@ -93,7 +95,7 @@ async def read_chat_request(request: web.Request) -> IncomingMessage:
     if not text.strip():
         raise BadRequest(400, "message must not be empty")
     message_id = body.get("message_id")
-    if message_id is not None and (not isinstance(message_id, str) or not MESSAGE_ID.match(message_id)):
+    if message_id is not None and (not isinstance(message_id, str) or not MESSAGE_ID.fullmatch(message_id)):
         raise BadRequest(400, "message_id, when given, must be 1-128 characters of letters, digits, '-', '_', '.', ':'")
     return IncomingMessage(
         platform=PLATFORM,
@@ -104,6 +106,7 @@ async def read_chat_request(request: web.Request) -> IncomingMessage:
         text=text,
         event_id=message_id or uuid.uuid4().hex,
         is_direct=True,
+        requester=f"{PLATFORM}:{request[CLIENT_KEY]}",
     )
 
 
@@ -153,7 +156,8 @@ async def _chat_stream(request: web.Request, bot: SupportBot, msg: IncomingMessa
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
     parts: list[str] = []
-    stream = bot.stream(msg)
+    replies: list[Reply | None] = []
+    stream = bot.stream(msg, on_reply=replies.append)
     try:
         async with contextlib.aclosing(stream):
             async for chunk in stream:
@@ -172,7 +176,8 @@ async def _chat_stream(request: web.Request, bot: SupportBot, msg: IncomingMessa
         await response.write(_sse("chunk", {"text": previous}))
         await response.write(_sse("done", _reply_body(msg, previous, "duplicate")))
         return response
-    await response.write(_sse("done", _reply_body(msg, "".join(parts), "answer")))
+    kind = replies[0].kind.value if replies and replies[0] is not None else ReplyKind.ANSWER.value
+    await response.write(_sse("done", _reply_body(msg, "".join(parts), kind)))
     await response.write_eof()
     return response
 
@@ -188,10 +193,19 @@ async def history(request: web.Request) -> web.Response:
 async def info(request: web.Request) -> web.Response:
     """``GET /api/info``: what the page shows in its header."""
     settings = request.app[SETTINGS_KEY]
-    store = redact_url(settings.store_url).split("://", 1)[0]
     return web.json_response(
-        {"name": settings.bot.name, "version": __version__, "store": store, "model": describe_model(settings)}
+        {
+            "name": settings.bot.name,
+            "version": __version__,
+            "store": store_kind(settings),
+            "model": model_name(settings),
+        }
     )
+
+
+def store_kind(settings: Settings) -> str:
+    """The store's kind (``redis``, ``sqlite``…) without where it is or how to log in to it."""
+    return settings.store_url.split("://", 1)[0].lower() if "://" in settings.store_url else "unknown"
 
 
 async def index(request: web.Request) -> web.Response:
@@ -206,16 +220,17 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the store answers and a model is set up. 503 with the reason otherwise."""
+    """Readiness: the store answers. 503 saying what is down otherwise, but not where: the page is open to anyone
+    who can reach the port, and the store's host and port are the operator's business (the log names them)."""
     bot = request.app[BOT_KEY]
     settings = request.app[SETTINGS_KEY]
+    kind = store_kind(settings)
     try:
         await bot.store.ping()
     except StoreUnavailable as exc:
-        return web.json_response({"status": "unavailable", "reason": f"store: {exc}"}, status=503)
-    return web.json_response(
-        {"status": "ready", "store": redact_url(settings.store_url), "model": describe_model(settings)}
-    )
+        log.warning("readiness: the %s store is unreachable: %s", kind, exc)
+        return web.json_response({"status": "unavailable", "reason": f"the {kind} store is unreachable"}, status=503)
+    return web.json_response({"status": "ready", "store": kind, "model": model_name(settings)})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -247,20 +262,6 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return error_response(500, "internal error")
 
 
-def auth_middleware(token: str | None) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """Require ``Authorization: Bearer <token>`` on ``/api/*`` when a token is configured."""
-
-    @web.middleware
-    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token is not None and request.path.startswith("/api/") and request.method != "OPTIONS":
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return error_response(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
-        return await handler(request)
-
-    return check
-
-
 def cors_middleware(origins: tuple[str, ...]) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     """Answer preflights and add CORS headers for the allowed origins only."""
     allowed = frozenset(origins)
@@ -290,10 +291,19 @@ def cors_middleware(origins: tuple[str, ...]) -> Callable[[web.Request, Handler]
 
 def create_app(bot: SupportBot, settings: Settings) -> web.Application:
     """The aiohttp application with every HTTP route."""
-    token = settings.secrets.web_token.get_secret_value() if settings.secrets.web_token else None
+    guard = guard_middleware(
+        [token.get_secret_value() for token in settings.secrets.web_tokens],
+        trusted_proxies=settings.web.trusted_proxies,
+        protect_metrics=settings.web.metrics_require_token,
+    )
     app = web.Application(
         client_max_size=max(SERVER_MAX_BODY_BYTES, settings.web.max_body_bytes),
-        middlewares=[errors_as_json, cors_middleware(settings.web.cors_origins), auth_middleware(token)],
+        middlewares=[
+            errors_as_json,
+            cors_middleware(settings.web.cors_origins),
+            guard,
+            body_timeout_middleware(settings.server.body_timeout),
+        ],
     )
     app[BOT_KEY] = bot
     app[SETTINGS_KEY] = settings
