@@ -98,12 +98,16 @@ class ScriptedModel:
 
 @dataclass
 class Served:
-    """The bot and its web server on a fixed port, which can be stopped and started again like a real server."""
+    """The bot and its web server on a fixed port, which can be stopped and started again like a real server.
+
+    The bot reaches the fake model through ``model_link``, which can hold the model's answer.
+    """
 
     bot: SupportBot
     settings: Settings
     model: ScriptedModel
     fake: FakeOpenAI
+    model_link: FaultyLink
     port: int
     adapter: WebAdapter | None = None
 
@@ -124,19 +128,24 @@ class Served:
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
     model = ScriptedModel()
-    async with FakeOpenAI(responder=model, chunk_size=8) as fake:
+    async with (
+        FakeOpenAI(responder=model, chunk_size=8) as fake,
+        FaultyLink(int(fake.base_url.rsplit(":", 1)[1].split("/")[0]), path=b"/v1/chat/completions") as model_link,
+    ):
         port = free_port()
         settings = settings_for(
-            fake.base_url,
+            f"{model_link.url}v1",
             SUPPORTBOT_MEMORY__STORE_URL=f"sqlite:///{tmp_path / 'web.db'}",
             PORT=str(port),
             SUPPORTBOT_KB__PATH="kb",
             # Only replies call the fake model, so the tests can count the model's turns.
             SUPPORTBOT_MEMORY__ENTITIES="false",
             SUPPORTBOT_MEMORY__SUMMARY="false",
+            # A test may hold the model's answer while the page reloads or resends.
+            SUPPORTBOT_LLM__TIMEOUT="120",
         )
         bot = build_bot(settings)
-        server = Served(bot=bot, settings=settings, model=model, fake=fake, port=port)
+        server = Served(bot=bot, settings=settings, model=model, fake=fake, model_link=model_link, port=port)
         await server.start()
         try:
             yield server
@@ -227,8 +236,8 @@ async def answered(page: Page, count: int) -> None:
 
 @dataclass
 class Fault:
-    """What to do to the next answer of ``POST /api/chat``: hold it (``release()`` lets it go) or cut the connection,
-    after ``after_chunks`` of its ``event: chunk`` events have gone through."""
+    """What to do to the next answer: hold it (until ``released`` is set) or cut the connection, once its headers
+    and ``after_chunks`` of its ``event: chunk`` events have gone through."""
 
     action: Literal["hold", "cut"]
     after_chunks: int
@@ -236,10 +245,14 @@ class Fault:
 
 
 class FaultyLink:
-    """A TCP relay in front of the web server. The page is loaded through it, so every request goes through it."""
+    """A TCP relay in front of a server; the answers to ``POST <path>`` can be held or cut.
 
-    def __init__(self, upstream_port: int) -> None:
+    In front of the web server the page is loaded through it, so every request of the page goes through it.
+    """
+
+    def __init__(self, upstream_port: int, *, path: bytes = b"/api/chat") -> None:
         self.upstream_port = upstream_port
+        self.request_line = b"POST " + path + b" "
         self.next_fault: Fault | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -293,7 +306,7 @@ class FaultyLink:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, current: list[Fault | None]
     ) -> None:
         while data := await reader.read(65_536):
-            if data.startswith(b"POST /api/chat "):
+            if data.startswith(self.request_line):
                 current[0], self.next_fault = self.next_fault, None
             elif data[:4] in (b"GET ", b"POST", b"HEAD"):
                 current[0] = None
@@ -503,6 +516,32 @@ async def test_a_connection_dropped_mid_reply_resends_the_same_message_id_and_ge
     assert [m["role"] for m in history["messages"]] == ["user", "assistant"]
     assert history["messages"][1]["content"] == MARKDOWN_REPLY
     assert len(served.fake.requests) == 1  # the model answered once; the resend got the stored answer
+    assert console.errors == []
+
+
+async def test_a_reload_mid_reply_asks_again_with_the_same_message_id(served: Served, browser: Browser) -> None:
+    from playwright.async_api import expect
+
+    served.model.replies["Teams has no sound"] = STREAMED_REPLY
+    page, console = await open_page(browser, served.url)
+    posts = chat_posts(page)
+    await expect(page.locator(".welcome")).to_be_visible()
+    model_answer = served.model_link.arm("hold")
+    await send(page, "Teams has no sound")
+    await expect(page.locator(".msg.assistant .typing")).to_be_visible()
+    async with page.expect_request(lambda request: request.method == "POST" and request.url.endswith("/api/chat")):
+        await page.reload()
+    await expect(page.locator(".msg.assistant .typing")).to_be_visible()
+    model_answer.released.set()
+    await answered(page, 1)
+    await expect(page.locator(".msg.user")).to_have_count(1)
+    await expect(page.locator(".msg.assistant .md p")).to_have_text(STREAMED_REPLY.split("\n\n"))
+
+    await page.reload()  # answered now: restored from history, nothing sent again
+    await expect(page.locator(".msg")).to_have_count(2)
+    await expect(page.locator(".msg.assistant .md p")).to_have_text(STREAMED_REPLY.split("\n\n"))
+    assert len(posts) == 2 and posts[0]["message_id"] == posts[1]["message_id"]
+    assert len(served.fake.requests) == 1
     assert console.errors == []
 
 

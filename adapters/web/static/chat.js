@@ -4,6 +4,8 @@
   "use strict";
 
   const SESSION_KEY = "supportbot.session";
+  // The message being answered, kept until its answer is on the page, so a reload mid-answer resends it.
+  const PENDING_KEY = "supportbot.pending";
   const TOKEN_KEY = "supportbot.token";
   // Pauses before each automatic resend once the server has seen a message (a dropped stream, 409, 503): about a
   // minute in all, enough for a slow model turn to finish or a server to restart. Then the user gets a Retry.
@@ -471,7 +473,22 @@
     thread.append(notice);
   }
 
+  function readPending() {
+    try {
+      const pending = JSON.parse(sessionStorage.getItem(PENDING_KEY) || "null");
+      return pending && pending.session === sessionId && typeof pending.text === "string" ? pending : null;
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function forgetPending(turn) {
+    const pending = readPending();
+    if (!pending || pending.id === turn.id) sessionStorage.removeItem(PENDING_KEY);
+  }
+
   async function deliver(turn) {
+    sessionStorage.setItem(PENDING_KEY, JSON.stringify({ session: sessionId, id: turn.id, text: turn.text }));
     const controller = new AbortController();
     inFlight = controller;
     setBusy(true);
@@ -486,13 +503,18 @@
       for (;;) {
         const outcome = await attempt(turn, reply, controller.signal);
         if (outcome.done) {
+          forgetPending(turn);
           reply.finish(typeof outcome.done.reply === "string" ? outcome.done.reply : reply.text);
           return;
         }
         if (!outcome.resend || resends >= RESEND_WAITS_MS.length) {
           reply.remove();
-          if (outcome.rejected) showRejected(turn, outcome.reason);
-          else showFailure(turn, outcome.reason);
+          if (outcome.rejected) {
+            forgetPending(turn);
+            showRejected(turn, outcome.reason);
+          } else {
+            showFailure(turn, outcome.reason);
+          }
           return;
         }
         reply.waiting(`${outcome.reason} Trying again…`);
@@ -571,6 +593,7 @@
 
   document.getElementById("new").addEventListener("click", () => {
     if (inFlight) inFlight.abort();
+    sessionStorage.removeItem(PENDING_KEY);
     sessionId = newId();
     sessionStorage.setItem(SESSION_KEY, sessionId);
     showWelcome();
@@ -602,20 +625,38 @@
 
   async function restore() {
     showWelcome();
+    const pending = readPending();
+    let messages = null;
     try {
       const response = await api("/api/sessions/" + encodeURIComponent(sessionId) + "/history");
-      if (!response.ok) return;
-      const data = await response.json();
-      for (const m of data.messages) {
-        if (m.role === "user") userMessage(m.content);
-        else if (m.role === "assistant") {
-          new Reply().finish(m.content, { quiet: true });
-        }
-      }
-      toBottom();
+      if (response.ok) messages = (await response.json()).messages;
     } catch (error) {
-      // An unreachable server shows when the user sends; the welcome stays meanwhile.
+      // Unreachable: a pending message is shown with its Retry below, and a send will say so too.
     }
+    let lastUser = null;
+    for (const m of messages || []) {
+      if (m.role === "user") lastUser = userMessage(m.content);
+      else if (m.role === "assistant") {
+        lastUser = null;
+        new Reply().finish(m.content, { quiet: true });
+      }
+    }
+    toBottom();
+    if (!pending) return;
+    const last = messages && messages.length ? messages[messages.length - 1] : null;
+    const answered = messages && messages.length > 1 && last.role === "assistant" &&
+      messages[messages.length - 2].content.trim() === pending.text;
+    if (answered) {
+      sessionStorage.removeItem(PENDING_KEY);
+      return;
+    }
+    // The page went away before the answer arrived: ask again under the same message_id, which the server
+    // answers with the stored reply once the first attempt is done.
+    const stored = lastUser && last.content.trim() === pending.text;
+    const article = stored ? lastUser : userMessage(pending.text);
+    const turn = { id: pending.id, text: pending.text, seen: Boolean(stored), article };
+    if (messages === null) showFailure(turn, "Could not reach the helpdesk.");
+    else deliver(turn);
   }
 
   loadInfo();
