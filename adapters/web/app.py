@@ -261,7 +261,10 @@ def _send_static(request: web.Request, name: str, extra: dict[str, str] | None =
     headers = {"ETag": file.etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff", **(extra or {})}
     if file.etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers=headers)
-    return web.Response(body=file.body, content_type=file.content_type, charset=file.charset, headers=headers)
+    response = web.Response(body=file.body, content_type=file.content_type, charset=file.charset, headers=headers)
+    if file.charset is not None:
+        response.enable_compression()  # the two libraries shrink from 86 to about 30 KB
+    return response
 
 
 async def index(request: web.Request) -> web.Response:
