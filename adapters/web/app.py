@@ -7,12 +7,16 @@ web client can ever name a Slack or Discord session.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import PurePosixPath
 from typing import Any
 
 from aiohttp import web
@@ -191,14 +195,21 @@ async def history(request: web.Request) -> web.Response:
 
 
 async def info(request: web.Request) -> web.Response:
-    """``GET /api/info``: what the page shows in its header."""
+    """``GET /api/info``: the bot's name and help topics for the page; version, store kind and model for operators.
+
+    Nothing here names a host: the store is its kind (``sqlite``), the model its name (``gpt-4o-mini``).
+    """
     settings = request.app[SETTINGS_KEY]
+    knowledge = request.app[BOT_KEY].knowledge
+    offline = not settings.llm_configured
     return web.json_response(
         {
             "name": settings.bot.name,
             "version": __version__,
             "store": store_kind(settings),
             "model": model_name(settings),
+            "offline": offline,
+            "topics": knowledge.articles if knowledge is not None else [],
         }
     )
 
@@ -208,10 +219,76 @@ def store_kind(settings: Settings) -> str:
     return settings.store_url.split("://", 1)[0].lower() if "://" in settings.store_url else "unknown"
 
 
+@dataclass(frozen=True, slots=True)
+class StaticFile:
+    """One file of the page, read from the package once when the app is built."""
+
+    body: bytes
+    content_type: str
+    charset: str | None
+    etag: str
+
+
+STATIC_KEY = web.AppKey("static", dict[str, StaticFile])
+# Only the page's own files: no inline script or style, nothing from another origin, no plugins. Replies are
+# sanitized before they reach the page; this keeps anything that slipped through from running or calling out.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'"
+)
+_CONTENT_TYPES = {
+    ".html": ("text/html", "utf-8"),
+    ".js": ("text/javascript", "utf-8"),
+    ".css": ("text/css", "utf-8"),
+    ".svg": ("image/svg+xml", None),
+    ".md": ("text/markdown", "utf-8"),
+}
+
+
+def load_static() -> dict[str, StaticFile]:
+    """Every file under ``adapters/web/static``, by its path relative to that folder."""
+    files: dict[str, StaticFile] = {}
+    pending: list[tuple[str, Traversable]] = [("", resources.files("adapters.web").joinpath("static"))]
+    while pending:
+        prefix, folder = pending.pop()
+        for entry in folder.iterdir():
+            if entry.is_dir():
+                pending.append((f"{prefix}{entry.name}/", entry))
+            elif entry.is_file():
+                body = entry.read_bytes()
+                content_type, charset = _CONTENT_TYPES.get(PurePosixPath(entry.name).suffix, ("text/plain", "utf-8"))
+                etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+                files[prefix + entry.name] = StaticFile(body, content_type, charset, etag)
+    return files
+
+
+def _send_static(request: web.Request, name: str, extra: dict[str, str] | None = None) -> web.Response:
+    file = request.app[STATIC_KEY].get(name)
+    if file is None:
+        raise web.HTTPNotFound()
+    # Revalidated on every load (a cheap 304), so an upgraded server never pairs a new page with an old script.
+    headers = {"ETag": file.etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff", **(extra or {})}
+    if file.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    response = web.Response(body=file.body, content_type=file.content_type, charset=file.charset, headers=headers)
+    if file.charset is not None:
+        response.enable_compression()  # the two libraries shrink from 86 to about 30 KB
+    return response
+
+
 async def index(request: web.Request) -> web.Response:
     """``GET /``: the web chat page."""
-    page = resources.files("adapters.web").joinpath("static/index.html").read_text(encoding="utf-8")
-    return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
+    return _send_static(request, "index.html", {"Content-Security-Policy": PAGE_CSP, "Referrer-Policy": "no-referrer"})
+
+
+async def static(request: web.Request) -> web.Response:
+    """``GET /static/{path}``: the page's script, styles, icon and vendored libraries, all from the package."""
+    return _send_static(request, request.match_info["path"])
+
+
+async def favicon(request: web.Request) -> web.Response:
+    """``GET /favicon.ico``: the SVG icon, for browsers and tools that ask for it before reading the page."""
+    return _send_static(request, "favicon.svg")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -307,7 +384,10 @@ def create_app(bot: SupportBot, settings: Settings) -> web.Application:
     )
     app[BOT_KEY] = bot
     app[SETTINGS_KEY] = settings
+    app[STATIC_KEY] = load_static()
     app.router.add_get("/", index)
+    app.router.add_get("/static/{path:.+}", static)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_post("/api/chat", chat)
     app.router.add_get("/api/info", info)
     app.router.add_get("/api/sessions/{session_id}/history", history)
