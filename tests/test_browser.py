@@ -137,7 +137,6 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
             f"{model_link.url}v1",
             SUPPORTBOT_MEMORY__STORE_URL=f"sqlite:///{tmp_path / 'web.db'}",
             PORT=str(port),
-            SUPPORTBOT_KB__PATH="kb",
             # Only replies call the fake model, so the tests can count the model's turns.
             SUPPORTBOT_MEMORY__ENTITIES="false",
             SUPPORTBOT_MEMORY__SUMMARY="false",

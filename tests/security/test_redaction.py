@@ -4,12 +4,13 @@ text and the knowledge base come through untouched."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from bot.export import session_document
-from bot.kb import KnowledgeBase
+from bot.kb import SAMPLE_KB, KnowledgeBase
 from bot.memory import SessionStore
 from bot.memory.base import SessionContext
 from bot.memory.memory import MemoryStore
@@ -49,7 +50,7 @@ def test_no_false_positive_in_helpdesk_messages() -> None:
 
 
 def test_no_false_positive_in_the_knowledge_base() -> None:
-    articles = sorted((REPO / "kb").glob("*.md"))
+    articles = sorted(SAMPLE_KB.glob("*.md"))
     assert articles
     flagged = {a.name: [f.kind for f in find_secrets(a.read_text(encoding="utf-8"))] for a in articles}
     assert {name: kinds for name, kinds in flagged.items() if kinds} == {}
@@ -97,5 +98,6 @@ async def test_the_ticket_escalation_audit_and_export_hold_none_of_the_corpus(tm
     audit = json.dumps([entry.to_json() for entry in await store.audit(KEY)], ensure_ascii=False)
     assert sent != "[]" and posts
     for surface, text in (("ticket", sent), ("hand-over", "\n".join(posts)), ("audit", audit), ("export", exported)):
-        leaked = [secret for secret in secrets if secret in text]
+        # Whole tokens only: a short PIN such as 0000 may be part of a timestamp, which is no leak.
+        leaked = [secret for secret in secrets if re.search(rf"(?<![\w.]){re.escape(secret)}(?![\w])", text)]
         assert leaked == [], f"{surface} leaks {leaked}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from adapters.web import create_app
 from bot.app import build_bot
 from bot.config import load_settings
 from bot.errors import ConfigError
+from bot.memory.sqlite import SqliteStore
+from bot.messages import StoredMessage
 from bot.session import SessionKey
 from tests.helpers import settings_for
 from tests.test_cli import supportbot
@@ -52,12 +55,24 @@ def test_a_session_key_with_a_trailing_newline_does_not_parse() -> None:
             SessionKey.parse(key.id + tail)
 
 
-def test_the_cli_refuses_a_session_id_with_a_trailing_newline(tmp_path: Path) -> None:
+async def _create(path: Path) -> None:
+    """A database holding one turn of ``slack:T1:C1:-:U1``."""
+    store = SqliteStore(str(path))
+    start = await store.begin_turn(SessionKey.parse("slack:T1:C1:-:U1"), event_id="e1", window=5)
+    assert start.lease is not None
+    await store.commit_turn(start.lease, (StoredMessage("user", "printer jammed", 1.0, user="U1"),), platform="slack")
+    await store.aclose()
+
+
+def test_the_cli_reads_a_pasted_id_with_a_trailing_newline_as_the_same_session(tmp_path: Path) -> None:
+    """An operator's paste may carry a newline: it names the same session, never another one."""
     env = {"SUPPORTBOT_CONFIG": "", "SUPPORTBOT_MEMORY__STORE_URL": f"sqlite:///{tmp_path}/s.db", "PATH": "/usr/bin"}
+    asyncio.run(_create(tmp_path / "s.db"))
     for command in ("show", "audit"):
         shown = supportbot(env, "sessions", command, "slack:T1:C1:-:U1\n")
-        assert shown.returncode == 2, (command, shown.stderr)
-        assert "not a session id" in shown.stderr
+        assert shown.returncode == 0, (command, shown.stderr)
+    shown = supportbot(env, "sessions", "show", "slack:T1:C1:-:U1\n")
+    assert "printer jammed" in shown.stdout
 
 
 @pytest.mark.parametrize(
