@@ -5,7 +5,7 @@ SESSION_INDEX_KEY = f"{KEY_PREFIX}:sessions"  # sorted set: session id -> last a
 
 IDLE_TTL_S = 7 * 86_400  # 7 days without a turn and a session is gone
 DEDUPE_TTL_S = 86_400  # 1 day: how long an answered delivery id is remembered
-LEASE_TTL_S = 120.0  # a crashed lease holder blocks its session for at most 2 minutes
+LEASE_TTL_S = 15.0  # renewed every third of it while a turn runs: a crashed holder blocks its session 15 s at most
 LEASE_WAIT_S = 150.0  # how long a turn waits for a busy session before giving up
 # How long a turn waits for its message's embedding (started before the model call) before going on without
 # recall: a slow embedding endpoint must not hold the reply back for its whole timeout and retries.
@@ -21,4 +21,15 @@ MAX_ID_CHARS = 512  # longest platform id accepted in a session key component
 
 REDIS_MAX_CONNECTIONS = 64  # per process; turns beyond it wait for a free connection
 REDIS_POOL_WAIT_S = 10.0  # 10 s a turn waits for a free Redis connection before "memory unavailable"
+# After a Redis restart every pooled socket is dead: a command is sent again on a new connection, 50 ms after the
+# first failure, doubling up to 1 s, 8 times (about 5 s in all), before the store counts as unavailable.
+REDIS_RETRIES = 8
+REDIS_RETRY_BASE_S = 0.05
+REDIS_RETRY_CAP_S = 1.0
 REDIS_CLUSTER_NODE_CONNECTIONS = 1_000  # per cluster node; redis-py's cluster client refuses, not waits, past it
+
+INBOX_VISIBILITY_S = 15.0  # an entry whose worker stopped heart-beating this long is taken by another worker
+INBOX_SHARDS = 4  # Redis: streams the inbox is spread over (each session always lands in the same one)
+INBOX_MAX_ATTEMPTS = 5  # an entry handed out this many times without finishing is set aside for an operator
+INBOX_POLL_S = 0.2  # SQLite: how often a worker looks for entries another process recorded
+INBOX_CONCURRENCY = 64  # entries one worker answers at once

@@ -22,7 +22,7 @@ class StoreLimits:
         max_messages: messages kept per session; older ones are trimmed on save.
         dedupe_ttl: seconds an answered delivery id is remembered for idempotency, and a deleted session stays
             fenced against the writes of turns that were running when it was deleted.
-        lease_ttl: seconds a turn may hold its session before another process may take over.
+        lease_ttl: seconds a turn holds its session unless renewed; a crashed holder blocks it this long at most.
         max_recall: embedded turns kept per session for vector recall; the oldest go first.
         max_audit: tool calls kept per session in its audit log; the oldest go first.
         max_unsummarized: with a rolling summary, messages not yet folded into it are kept beyond
@@ -260,6 +260,17 @@ class SessionStore(Protocol):
 
         Raises:
             LeaseLost: the lease expired and was fenced out; nothing was written.
+            StoreUnavailable: the store cannot be reached.
+        """
+        ...
+
+    async def renew_lease(self, lease: Lease) -> bool:
+        """Extend the lease by ``limits.lease_ttl`` from now, if it is still held (the turn's heartbeat).
+
+        Returns:
+            False when the lease expired or another turn holds the session now.
+
+        Raises:
             StoreUnavailable: the store cannot be reached.
         """
         ...

@@ -156,6 +156,15 @@ class MemoryStore:
         session.seen = {e: t for e, t in session.seen.items() if t > horizon}
         session.lease = None
 
+    async def renew_lease(self, lease: Lease) -> bool:
+        now = time.time()
+        session = self._sessions.get(lease.key.id)
+        held = session.lease_holder(now) if session is not None else None
+        if session is None or held is None or held[:2] != (lease.token, lease.event_id):
+            return False
+        session.lease = (lease.token, lease.event_id, now + self.limits.lease_ttl)
+        return True
+
     async def abort_turn(self, lease: Lease) -> None:
         session = self._sessions.get(lease.key.id)
         if session is None or session.lease is None or session.lease[:2] != (lease.token, lease.event_id):

@@ -36,9 +36,18 @@ from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
-from bot.constants import REDIS_CLUSTER_NODE_CONNECTIONS, REDIS_MAX_CONNECTIONS, REDIS_POOL_WAIT_S
+from bot.constants import (
+    REDIS_CLUSTER_NODE_CONNECTIONS,
+    REDIS_MAX_CONNECTIONS,
+    REDIS_POOL_WAIT_S,
+    REDIS_RETRIES,
+    REDIS_RETRY_BASE_S,
+    REDIS_RETRY_CAP_S,
+)
 from bot.errors import LeaseLost, StoreUnavailable
 from bot.memory.base import (
     AuditEntry,
@@ -240,11 +249,50 @@ _HOLDS = """
 return redis.call('EXISTS', KEYS[1], KEYS[2])
 """
 
+# KEYS: lease ; ARGV: lease value, lease ttl (ms)
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
 # KEYS: lease ; ARGV: lease value
 _ABORT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+def redis_client(
+    url: str, *, cluster: bool = False, max_connections: int = REDIS_MAX_CONNECTIONS, **client_options: Any
+) -> aioredis.Redis | RedisCluster:
+    """A client for ``url`` that rides out a Redis restart.
+
+    A blocking pool: when every connection is busy a caller waits for one (up to ``REDIS_POOL_WAIT_S``) instead of
+    failing. After a restart every pooled socket is dead; a command on one fails with a connection error and is
+    sent again on a fresh connection, with a short backoff, until the server answers (``REDIS_RETRIES``). Scripts
+    are safe to send twice: each one either checks what it already wrote (the lease, the "recorded" marker) or
+    writes the same thing again.
+    """
+    retry = Retry(ExponentialWithJitterBackoff(base=REDIS_RETRY_BASE_S, cap=REDIS_RETRY_CAP_S), REDIS_RETRIES)
+    options: dict[str, Any] = {
+        "socket_timeout": 5.0,
+        "socket_connect_timeout": 5.0,
+        "health_check_interval": 30,
+        "retry": retry,
+        "retry_on_error": [ConnectionError, TimeoutError],
+    }
+    options.update(client_options)
+    if cluster or url.startswith(CLUSTER_SCHEME):
+        # Every key of a session shares its hash tag, so each script and pipeline stays on one node.
+        node_url = "redis://" + url.removeprefix(CLUSTER_SCHEME) if url.startswith(CLUSTER_SCHEME) else url
+        options.pop("retry_on_error")
+        return RedisCluster.from_url(
+            node_url, decode_responses=True, max_connections=REDIS_CLUSTER_NODE_CONNECTIONS, **options
+        )
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, decode_responses=True, max_connections=max_connections, timeout=REDIS_POOL_WAIT_S, **options
+    )
+    return aioredis.Redis.from_pool(pool)
 
 
 def _keys(key: SessionKey) -> list[str]:
@@ -285,6 +333,7 @@ class RedisStore:
         self._begin = client.register_script(_BEGIN)
         self._commit = client.register_script(_COMMIT)
         self._abort = client.register_script(_ABORT)
+        self._renew = client.register_script(_RENEW)
         self._read = client.register_script(_READ)
         self._unsummarized = client.register_script(_UNSUMMARIZED)
         self._save_summary = client.register_script(_SAVE_SUMMARY)
@@ -305,27 +354,9 @@ class RedisStore:
         cluster: bool = False,
         **client_options: Any,
     ) -> RedisStore:
-        """Connect lazily to ``url``: ``redis://`` or ``rediss://``, or a cluster (``redis+cluster://`` or ``cluster``).
-
-        A blocking pool: when every connection is busy a turn waits for one (up to ``REDIS_POOL_WAIT_S``) instead
-        of failing, so a burst of concurrent turns queues rather than getting "memory unavailable".
-        """
-        options: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0, "health_check_interval": 30}
-        options.update(client_options)
-        if cluster or url.startswith(CLUSTER_SCHEME):
-            # Every key of a session shares its hash tag, so each script and pipeline stays on one node.
-            node_url = "redis://" + url.removeprefix(CLUSTER_SCHEME) if url.startswith(CLUSTER_SCHEME) else url
-            return cls(
-                RedisCluster.from_url(
-                    node_url, decode_responses=True, max_connections=REDIS_CLUSTER_NODE_CONNECTIONS, **options
-                ),
-                limits=limits,
-                codec=codec,
-            )
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, decode_responses=True, max_connections=max_connections, timeout=REDIS_POOL_WAIT_S, **options
-        )
-        return cls(aioredis.Redis.from_pool(pool), limits=limits, codec=codec)
+        """Connect lazily to ``url``: ``redis://``, ``rediss://``, or a cluster (``redis+cluster://``, ``cluster``)."""
+        client = redis_client(url, cluster=cluster, max_connections=max_connections, **client_options)
+        return cls(client, limits=limits, codec=codec)
 
     async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -434,6 +465,11 @@ class RedisStore:
         if not written and not await self._holds(keys=[key.store_key("meta"), key.store_key("audit")]):
             await self._client.srem(index, key.id)
         return written
+
+    async def renew_lease(self, lease: Lease) -> bool:
+        args: list[str | int] = [f"{lease.token}:{lease.event_id}", int(self.limits.lease_ttl * 1000)]
+        renewed = await self._call("renew_lease", lambda: self._renew(keys=[lease.key.store_key("lease")], args=args))
+        return bool(renewed)
 
     async def abort_turn(self, lease: Lease) -> None:
         value = f"{lease.token}:{lease.event_id}"

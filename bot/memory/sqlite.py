@@ -357,6 +357,16 @@ class SqliteStore:
             )
             await db.execute("DELETE FROM seen WHERE session_id = ? AND at <= ?", (sid, now - self.limits.dedupe_ttl))
 
+    async def renew_lease(self, lease: Lease) -> bool:
+        now = time.time()
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE sessions SET lease_expires = ? "
+                "WHERE id = ? AND lease_token = ? AND lease_event = ? AND lease_expires > ?",
+                (now + self.limits.lease_ttl, lease.key.id, lease.token, lease.event_id, now),
+            )
+            return cur.rowcount == 1
+
     async def abort_turn(self, lease: Lease) -> None:
         async with self._tx() as db:
             await db.execute(
