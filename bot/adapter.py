@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from bot.config import Settings
     from bot.core import SupportBot
+    from bot.inbox import Attempt, Inbox
 
 
 class Adapter(Protocol):
@@ -22,8 +23,17 @@ class Adapter(Protocol):
         """Whether the configuration turns this surface on, and a line saying so (or what would turn it on)."""
         ...
 
-    async def start(self, bot: SupportBot) -> None:
-        """Connect and start serving; return once running."""
+    async def start(self, bot: SupportBot, *, inbox: Inbox | None = None, intake: bool = True) -> None:
+        """Connect and start serving; return once running.
+
+        Args:
+            bot: the turn pipeline.
+            inbox: where accepted messages are recorded before the platform is acknowledged; the runner's worker
+                hands them back to :meth:`Answers.answer`. Without one, an adapter that records messages keeps an
+                in-process inbox and worker of its own.
+            intake: take messages from the platform (the ``web`` and ``all`` roles); without it only answer what
+                the inbox holds (the ``worker`` role).
+        """
         ...
 
     async def aclose(self) -> None:
@@ -50,6 +60,21 @@ class HostsHttp(Protocol):
 
     def add_routes(self, routes: Sequence[HttpRoute]) -> None:
         """Mount other adapters' routes; called before :meth:`Adapter.start`."""
+        ...
+
+
+@runtime_checkable
+class Answers(Protocol):
+    """An adapter that answers the messages it recorded in the inbox (Slack, Discord)."""
+
+    name: ClassVar[str]
+
+    async def answer(self, attempt: Attempt) -> None:
+        """Answer one inbox entry: run its turn and post the reply where it belongs.
+
+        Returns once the reply is posted (or the entry needs none); the entry is then done. Raises when the entry
+        should be tried again later (the store or the platform could not be reached).
+        """
         ...
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from bot.config import Settings, redact_url
@@ -9,6 +10,7 @@ from bot.core import CoreOptions, SupportBot
 from bot.embeddings import build_embeddings
 from bot.entities import EntityExtractor, ModelEntityExtractor, RuleEntityExtractor
 from bot.errors import ConfigError
+from bot.inbox import Inbox, open_inbox
 from bot.kb import SAMPLE_KB, KnowledgeBase
 from bot.memory import SessionStore, StoreLimits, open_store
 from bot.memory.codec import EncryptedCodec
@@ -43,13 +45,38 @@ def store_limits(settings: Settings) -> StoreLimits:
     )
 
 
-def build_store(settings: Settings) -> SessionStore:
-    """The store the configuration names (``REDIS_URL`` wins over ``memory.store_url``)."""
+def build_codec(settings: Settings) -> EncryptedCodec | None:
+    """How text is sealed at rest: with the ``SUPPORTBOT_ENCRYPTION_KEY`` keys, or not at all."""
     keys = settings.secrets.encryption_keys
     try:
-        codec = EncryptedCodec([k.get_secret_value() for k in keys]) if keys else None
+        return EncryptedCodec([k.get_secret_value() for k in keys]) if keys else None
     except ValueError as exc:
         raise ConfigError(f"SUPPORTBOT_ENCRYPTION_KEY: {exc}") from None
+
+
+def consumer_name(settings: Settings) -> str:
+    """This process's name in the inbox: ``inbox.consumer``, else host and port, which a restarted process keeps,
+    so it answers what it had taken before it stopped without waiting for the visibility timeout."""
+    return settings.inbox.consumer or f"{socket.gethostname()}:{settings.server.port}"
+
+
+def build_inbox(settings: Settings) -> Inbox:
+    """The inbox beside the configured store: a table of the SQLite file, streams on the Redis, or in-process."""
+    inbox = settings.inbox
+    return open_inbox(
+        settings.store_url,
+        consumer=consumer_name(settings),
+        codec=build_codec(settings),
+        redis_cluster=settings.memory.redis_cluster,
+        visibility=inbox.visibility,
+        dedupe_ttl=settings.memory.dedupe_ttl,
+        shards=inbox.shards,
+    )
+
+
+def build_store(settings: Settings) -> SessionStore:
+    """The store the configuration names (``REDIS_URL`` wins over ``memory.store_url``)."""
+    codec = build_codec(settings)
     try:
         return open_store(
             settings.store_url, limits=store_limits(settings), redis_cluster=settings.memory.redis_cluster, codec=codec

@@ -28,6 +28,7 @@ from bot.errors import ConfigError, StoreUnavailable
 if TYPE_CHECKING:
     from bot.config import Settings
     from bot.core import SupportBot
+    from bot.inbox import InboxStats, PendingEntry
     from bot.memory import SessionStore
     from bot.messages import IncomingMessage
     from bot.session import SessionKey
@@ -320,6 +321,38 @@ def sessions_list(ctx: click.Context) -> None:
         click.echo(f"{r.session_id}\t{what}\t{_turns(r.meta.turns)}\tlast active {_when(r.meta.last_active)}")
 
 
+@main.command("inbox")
+@click.option("--limit", default=50, show_default=True, help="Entries listed at most.")
+@click.pass_context
+def inbox_list(ctx: click.Context, limit: int) -> None:
+    """Messages recorded and not yet answered, oldest first: who holds each, and how often it was tried."""
+    from bot.app import build_inbox
+
+    settings = _settings(ctx)
+    path = _sqlite_file(settings)
+    if path is not None and not path.exists():
+        _fail(f"found no SQLite database at {path} (from {settings.origin('memory', 'store_url')})")
+
+    async def look() -> tuple[InboxStats, list[PendingEntry]]:
+        inbox = build_inbox(settings)
+        try:
+            return await inbox.stats(), await inbox.pending(limit=limit)
+        finally:
+            await inbox.aclose()
+
+    stats, entries = _run(look())
+    if not entries:
+        click.echo("the inbox is empty: every message recorded has been answered")
+        return
+    click.echo(f"{stats.depth} waiting, {stats.in_flight} being answered, oldest {stats.oldest_age:.0f} s old")
+    for e in entries:
+        holder = f"held by {e.owner}" if e.owner else "waiting"
+        tries = f", tried {e.attempts} times" if e.attempts > 1 else ""
+        click.echo(
+            f"{e.entry_id}\t{e.platform}\t{e.session_id or '-'}\t{e.event_id}\t{_when(e.enqueued)}\t{holder}{tries}"
+        )
+
+
 @sessions.command("show")
 @click.argument("session_id", metavar="ID")
 @click.pass_context
@@ -466,13 +499,22 @@ def _check_port(settings: Settings) -> None:
 
 
 @main.command()
+@click.option(
+    "--role",
+    type=click.Choice(["all", "web", "worker"]),
+    default=None,
+    help="all (default): take messages and answer them; web: take Slack, Discord and web chat messages and record "
+    "them; worker: answer what the inbox holds. Overrides server.role.",
+)
 @click.pass_context
-def serve(ctx: click.Context) -> None:
+def serve(ctx: click.Context, role: str | None) -> None:
     """Serve every configured surface in one process until SIGTERM or Ctrl+C."""
     from adapters import REGISTRY, load_adapter
     from bot.runner import Runner
 
     settings = _settings(ctx)
+    if role is not None:
+        settings = settings.model_copy(update={"server": settings.server.model_copy(update={"role": role})})
     _check_port(settings)
     if _sqlite_file(settings) is not None:
         # Create the database now, so `sessions list` finds it before the first message (and a path that cannot

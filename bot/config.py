@@ -183,9 +183,18 @@ class KBSettings(_Section):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65_535)
+    role: Literal["all", "web", "worker"] = "all"
     shutdown_grace: Duration = 20.0
     keepalive_timeout: Duration = 15.0
     body_timeout: Duration = 30.0
+
+
+class InboxSettings(_Section):
+    consumer: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:@-]{1,128}$")
+    visibility: Duration = constants.INBOX_VISIBILITY_S
+    shards: int = Field(default=constants.INBOX_SHARDS, ge=1, le=256)
+    max_attempts: int = Field(default=constants.INBOX_MAX_ATTEMPTS, ge=1, le=100)
+    concurrency: int = Field(default=constants.INBOX_CONCURRENCY, ge=1, le=10_000)
 
 
 class WebSettings(_Section):
@@ -314,6 +323,7 @@ class Settings(BaseSettings):
     kb: KBSettings = KBSettings()
     tools: ToolsSettings = ToolsSettings()
     server: ServerSettings = ServerSettings()
+    inbox: InboxSettings = InboxSettings()
     web: WebSettings = WebSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     quotas: QuotaSettings = QuotaSettings()

@@ -193,29 +193,46 @@ class SupportBot:
         """
         return session_key_for(msg, self.options.scope)
 
-    async def handle(self, msg: IncomingMessage) -> Reply | None:
+    def session_id(self, msg: IncomingMessage) -> str:
+        """The id of ``msg``'s session, or ``""`` when its ids form none (the turn then answers with a notice)."""
+        try:
+            return self.session_key(msg).id
+        except InvalidMessage:
+            return ""
+
+    async def handle(self, msg: IncomingMessage, *, from_inbox: bool = False) -> Reply | None:
         """Answer ``msg`` once. ``None`` means this delivery was already answered (or is being answered).
+
+        Args:
+            msg: the message.
+            from_inbox: the message is an inbox entry, so a turn already running for it (``IN_PROGRESS``) is an
+                earlier attempt at the same entry: wait for it to finish (then ``None``) or for its lease to run
+                out (a dead process; then this attempt answers), instead of returning ``None`` at once.
 
         Raises:
             ShuttingDown: :meth:`aclose` has begun; the platform should redeliver to another process.
         """
-        return await asyncio.shield(self._spawn(msg, None))
+        return await asyncio.shield(self._spawn(msg, None, from_inbox=from_inbox))
 
     async def stream(
-        self, msg: IncomingMessage, *, on_reply: Callable[[Reply | None], None] | None = None
+        self,
+        msg: IncomingMessage,
+        *,
+        on_reply: Callable[[Reply | None], None] | None = None,
+        from_inbox: bool = False,
     ) -> AsyncGenerator[str, None]:
         """Answer ``msg`` chunk by chunk as the model produces it; a redelivery yields nothing.
 
         The turn runs in its own task: if the consumer stops early, the turn still completes and is stored.
         ``on_reply`` receives the finished :class:`Reply` (its ``kind`` says how the turn went), before the last chunk
-        of a notice.
+        of a notice. ``from_inbox`` is as for :meth:`handle`.
         """
         queue: asyncio.Queue[str | None] = asyncio.Queue()
 
         async def sink(chunk: str) -> None:
             queue.put_nowait(chunk)
 
-        task = self._spawn(msg, sink)
+        task = self._spawn(msg, sink, from_inbox=from_inbox)
         task.add_done_callback(lambda _: queue.put_nowait(None))
         streamed = False
         while (chunk := await queue.get()) is not None:
@@ -240,18 +257,19 @@ class SupportBot:
     def _running(self) -> set[asyncio.Task[Any]]:
         return set(self._turns) | self.upkeep.tasks
 
-    def _spawn(self, msg: IncomingMessage, sink: Sink | None) -> asyncio.Task[Reply | None]:
+    def _spawn(self, msg: IncomingMessage, sink: Sink | None, *, from_inbox: bool) -> asyncio.Task[Reply | None]:
         if self._closing:
             raise ShuttingDown("the bot is shutting down and takes no new messages")
         self._turn_counter += 1
         task = asyncio.get_running_loop().create_task(
-            self._turn(msg, sink), name=f"supportbot-turn-{self._turn_counter}:{msg.platform}:{msg.event_id}"
+            self._turn(msg, sink, from_inbox=from_inbox),
+            name=f"supportbot-turn-{self._turn_counter}:{msg.platform}:{msg.event_id}",
         )
         self._turns.add(task)
         task.add_done_callback(self._turns.discard)
         return task
 
-    async def _turn(self, msg: IncomingMessage, sink: Sink | None) -> Reply | None:
+    async def _turn(self, msg: IncomingMessage, sink: Sink | None, *, from_inbox: bool) -> Reply | None:
         started = time.perf_counter()
         text = prepare_text(msg.text, limit=self.options.max_message_chars)
         if not text:
@@ -269,7 +287,9 @@ class SupportBot:
         lock = await self._locks.acquire(key.id)
         self.metrics.active_sessions.set(len(self._locks))
         try:
-            reply = await self._locked_turn(msg, key, text, sink, started=started)
+            reply = await self._locked_turn(msg, key, text, sink, started=started, from_inbox=from_inbox)
+        except StoreUnavailable:
+            raise  # only an inbox entry's turn lets it through: the entry is answered once the store is back
         except Exception as exc:
             self._count_error(exc)
             log.exception("turn failed for session %s", key.id, extra={"session_id": key.id})
@@ -293,9 +313,16 @@ class SupportBot:
         return reply
 
     async def _begin(
-        self, key: SessionKey, event_id: str, *, recall_after: int | None = None, fence: int | None = None
+        self,
+        key: SessionKey,
+        event_id: str,
+        *,
+        recall_after: int | None = None,
+        fence: int | None = None,
+        from_inbox: bool = False,
     ) -> TurnStart:
-        """Claim the delivery and take the lease, backing off while another process holds the session."""
+        """Claim the delivery and take the lease, backing off while another process holds the session (or, for an
+        inbox entry, while an earlier attempt at the same entry does)."""
         deadline = time.monotonic() + self.options.lease_wait
         delay = LEASE_RETRY_MIN_S
         while True:
@@ -303,7 +330,8 @@ class SupportBot:
                 start = await self.store.begin_turn(
                     key, event_id=event_id, window=self.strategy.load_size, recall_after=recall_after, fence=fence
                 )
-            if start.status is not ClaimStatus.BUSY:
+            waits = start.status is ClaimStatus.BUSY or (from_inbox and start.status is ClaimStatus.IN_PROGRESS)
+            if not waits:
                 return start
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -312,14 +340,16 @@ class SupportBot:
             delay = min(delay * 2, LEASE_RETRY_MAX_S)
 
     async def _locked_turn(
-        self, msg: IncomingMessage, key: SessionKey, text: str, sink: Sink | None, *, started: float
+        self, msg: IncomingMessage, key: SessionKey, text: str, sink: Sink | None, *, started: float, from_inbox: bool
     ) -> Reply | None:
         recall_after = self.recall.fetched_upto(key) if self.recall is not None else None
         try:
-            start = await self._begin(key, msg.event_id, recall_after=recall_after)
+            start = await self._begin(key, msg.event_id, recall_after=recall_after, from_inbox=from_inbox)
         except StoreUnavailable as exc:
             self._count_error(exc)
             log.error("memory unavailable for session %s: %s", key.id, exc, extra={"session_id": key.id})
+            if from_inbox:
+                raise  # the entry stays in the inbox and is answered once the store is back
             if self.options.answer_without_memory:
                 return await self._stateless_turn(msg, key, text, sink)
             return Reply(MEMORY_UNAVAILABLE_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
@@ -336,6 +366,9 @@ class SupportBot:
             return None
         assert start.lease is not None and start.context is not None
         lease: Lease | None = start.lease
+        keeper = asyncio.get_running_loop().create_task(
+            self._keep_lease(start.lease), name=f"supportbot-lease:{key.id}"
+        )
         # The message is embedded while the model answers; recall waits for it only when there is something to rank.
         embedding = self._embed_soon(key, text)
         try:
@@ -357,17 +390,33 @@ class SupportBot:
         except StoreUnavailable as exc:
             self._count_error(exc)
             log.error("could not save the turn of session %s: %s", key.id, exc, extra={"session_id": key.id})
+            if from_inbox:
+                raise
             return Reply(MEMORY_UNAVAILABLE_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
         except SessionErased as exc:
             self._count_error(exc)
             log.info("session %s was erased during the turn, which was not saved", key.id, extra={"session_id": key.id})
             return Reply(ERASED_REPLY, key.id, msg.event_id, ReplyKind.NOTICE)
         finally:
+            keeper.cancel()
             if embedding is not None:
                 embedding.cancel()
             if lease is not None:
                 await self._abort_quietly(lease)
         return Reply(answer if kind is ReplyKind.ANSWER else MODEL_FAILED_REPLY, key.id, msg.event_id, kind)
+
+    async def _keep_lease(self, lease: Lease) -> None:
+        """Renew the turn's lease every third of its length while the turn runs (model streaming included), so a
+        slow model keeps its session and a crashed process blocks it for one lease length at most."""
+        every = self.store.limits.lease_ttl / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                if not await self.store.renew_lease(lease):
+                    log.warning("lease on session %s expired during the turn", lease.key.id)
+                    return
+            except StoreUnavailable as exc:
+                log.warning("could not renew the lease of session %s: %s", lease.key.id, exc)
 
     def _embed_soon(self, key: SessionKey, text: str) -> asyncio.Task[Vector | None] | None:
         """Start embedding ``text`` for vector recall; the task yields ``None`` if the embedding model fails."""
@@ -560,6 +609,24 @@ class SupportBot:
             await asyncio.shield(self.store.abort_turn(lease))
         except StoreUnavailable as exc:
             log.warning("could not release the lease of session %s: %s", lease.key.id, exc)
+
+    async def stored_reply(self, msg: IncomingMessage) -> str | None:
+        """The reply stored for ``msg`` by the turn that answered it, for a retry to show again.
+
+        ``None`` when no turn stored ``msg``; the polite fallback when the turn stored the message but the model
+        had failed (nothing of the model's was kept).
+        """
+        record = await self.store.get(self.session_key(msg))
+        if record is None:
+            return None
+        messages = record.messages
+        for i, stored in enumerate(messages):
+            if stored.role == "user" and stored.event_id == msg.event_id:
+                following = messages[i + 1] if i + 1 < len(messages) else None
+                if following is not None and following.role == "assistant":
+                    return following.content
+                return MODEL_FAILED_REPLY
+        return None
 
     async def reset(self, key: SessionKey) -> bool:
         """Forget a session. Returns whether it existed."""

@@ -3,11 +3,38 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bot.inbox.base import Inbox, InboxCounters, InboxStats
 
 # Seconds; a turn spans a store round trip or two and a model call of up to a minute.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+_INBOX_COUNTERS = (
+    ("supportbot_inbox_recorded", "Messages this process recorded in the inbox.", "recorded"),
+    ("supportbot_inbox_already_recorded", "Platform retries of messages recorded before.", "already_recorded"),
+    ("supportbot_inbox_redeliveries", "Inbox messages handed out again after an unfinished attempt.", "redeliveries"),
+    ("supportbot_inbox_claimed_from_dead", "Inbox messages taken over from a stopped worker.", "claimed_from_dead"),
+    ("supportbot_inbox_abandoned", "Inbox messages set aside after too many failed attempts.", "abandoned"),
+)
+
+
+class _InboxCounters(Collector):
+    """The inbox's counters, read when ``/metrics`` is scraped."""
+
+    def __init__(self, counters: InboxCounters) -> None:
+        self._counters = counters
+
+    def collect(self) -> Iterable[Metric]:
+        for name, doc, field in _INBOX_COUNTERS:
+            family = CounterMetricFamily(name, doc)
+            family.add_metric([], float(getattr(self._counters, field)))
+            yield family
 
 
 class TurnMetrics:
@@ -56,6 +83,28 @@ class TurnMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+
+        self.inbox_depth = Gauge(
+            "supportbot_inbox_depth", "Messages recorded in the inbox and not yet answered (all processes).", registry=r
+        )
+        self.inbox_oldest_age = Gauge(
+            "supportbot_inbox_oldest_age_seconds",
+            "Age of the oldest message waiting in the inbox (0 when it is empty).",
+            registry=r,
+        )
+        self.inbox_in_flight = Gauge(
+            "supportbot_inbox_in_flight", "Inbox messages a worker is answering right now (all processes).", registry=r
+        )
+
+    def watch_inbox(self, inbox: Inbox) -> None:
+        """Expose ``inbox``'s own counters (this process's, since it started) on ``/metrics``."""
+        self.registry.register(_InboxCounters(inbox.counters))
+
+    def inbox_stats(self, stats: InboxStats) -> None:
+        """Record the inbox's latest depth, oldest age and in-flight count."""
+        self.inbox_depth.set(stats.depth)
+        self.inbox_oldest_age.set(stats.oldest_age)
+        self.inbox_in_flight.set(stats.in_flight)
 
     def count_error(self, exc: Exception) -> None:
         """Count a failure under its kind: ``ModelRateLimited`` -> ``model_rate_limited``."""

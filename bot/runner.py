@@ -9,16 +9,20 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable
 
-from bot.adapter import Adapter, Drains, Escalates, HostsHttp, ServesHttp
-from bot.app import build_bot, build_store, describe_setup
+from bot.adapter import Adapter, Answers, Drains, Escalates, HostsHttp, ServesHttp
+from bot.app import build_bot, build_inbox, build_store, describe_setup
 from bot.config import Settings
 from bot.core import SupportBot
 from bot.errors import StoreUnavailable
+from bot.inbox import Inbox, InboxWorker
 from bot.memory import SessionStore
 
 log = logging.getLogger("supportbot.runner")
+
+INBOX_STATS_EVERY_S = 5.0  # how often /metrics' inbox depth and oldest age are refreshed
 
 AdapterLoader = Callable[[str], type[Adapter]]
 
@@ -46,6 +50,8 @@ class Runner:
         self.store: SessionStore | None = None
         self.bot: SupportBot | None = None
         self.adapters: list[Adapter] = []
+        self.inbox: Inbox | None = None
+        self.worker: InboxWorker | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, *, say: Callable[[str], None] = print) -> None:
@@ -67,9 +73,21 @@ class Runner:
             raise RuntimeError("an adapter needs the HTTP server, but no adapter runs one")
         for host in hosts:
             host.add_routes(routes)
+        role = self.settings.server.role
+        self.inbox = build_inbox(self.settings)
+        if role != "web":
+            inbox = self.settings.inbox
+            self.worker = InboxWorker(
+                inbox=self.inbox,
+                concurrency=inbox.concurrency,
+                max_attempts=inbox.max_attempts,
+                visibility=inbox.visibility,
+            )
         for adapter in enabled:
-            await adapter.start(self.bot)
+            await adapter.start(self.bot, inbox=self.inbox, intake=role != "worker")
             self.adapters.append(adapter)
+            if self.worker is not None and isinstance(adapter, Answers):
+                self.worker.register(adapter.name, adapter.answer)
             if self.bot.toolbox is not None and isinstance(adapter, Escalates) and adapter.escalation_channel:
                 channel = adapter.escalation_channel
                 self.bot.toolbox.register_escalator(adapter.name, adapter.post_escalation, channel=channel)
@@ -79,6 +97,23 @@ class Runner:
             self._tasks.append(asyncio.create_task(self._warm_recall(), name="supportbot-warm-recall"))
         sweep = sweep_forever(self.store, self.settings.memory.sweep_interval)
         self._tasks.append(asyncio.create_task(sweep, name="supportbot-expiry-sweep"))
+        self.bot.metrics.watch_inbox(self.inbox)
+        self._tasks.append(asyncio.create_task(self._watch_inbox(), name="supportbot-inbox-stats"))
+        if self.worker is not None:
+            self.worker.start()
+            say(f"inbox: {role} role, answering {', '.join(self.worker.platforms) or 'nothing recorded here'}")
+        else:
+            say("inbox: web role, recording messages for the workers")
+
+    async def _watch_inbox(self) -> None:
+        """Refresh the inbox's depth and age for ``/metrics`` and ``/readyz``."""
+        assert self.bot is not None and self.inbox is not None
+        while True:
+            try:
+                self.bot.metrics.inbox_stats(await self.inbox.stats())
+            except StoreUnavailable as exc:
+                log.warning("inbox statistics unavailable: %s", exc)
+            await asyncio.sleep(INBOX_STATS_EVERY_S)
 
     async def _warm_recall(self) -> None:
         assert self.bot is not None and self.bot.recall is not None
@@ -93,17 +128,22 @@ class Runner:
 
         1. Adapters stop taking deliveries (the web server stops listening, so a load balancer or Slack moves
            to another process instead of receiving an error).
-        2. In-flight turns finish within ``server.shutdown_grace``; later ones are refused.
-        3. Adapters close (newest first), after their replies were posted; then the store.
+        2. The worker takes no more entries; the ones it is answering get ``server.shutdown_grace`` to finish.
+           Those still running then are given back to the inbox unanswered, for the next worker (or this process
+           restarted) to answer; their turns are cancelled before they save, so they are answered once.
+        3. Adapters close (newest first), after their replies were posted; then the inbox and the store.
         """
+        deadline = time.monotonic() + self.settings.server.shutdown_grace
         for adapter in reversed(self.adapters):
             if isinstance(adapter, Drains):
                 try:
                     await adapter.drain()
                 except Exception:
                     log.exception("draining adapter %s failed", adapter.name)
+        if self.worker is not None:
+            await self.worker.stop(grace=max(deadline - time.monotonic(), 0.0))
         if self.bot is not None:
-            await self.bot.aclose(grace=self.settings.server.shutdown_grace)
+            await self.bot.aclose(grace=max(deadline - time.monotonic(), 0.0))
         for adapter in reversed(self.adapters):
             try:
                 await adapter.aclose()
@@ -116,6 +156,8 @@ class Runner:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.inbox is not None:
+            await self.inbox.aclose()
         if self.store is not None:
             await self.store.aclose()
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.inbox.sqlite import SqliteInbox
 from bot.memory.sqlite import SqliteStore
-from bot.messages import StoredMessage
+from bot.messages import IncomingMessage, StoredMessage
 from bot.session import SessionKey
 from tests.redis_server import free_port
 
@@ -271,3 +272,25 @@ def test_serve_names_a_taken_port_before_anything_else(env: dict[str, str]) -> N
         result.stderr
         == f"supportbot: port {port} on 127.0.0.1 is already in use (PORT); set PORT to a free port, e.g. PORT=8081\n"
     )
+
+
+def test_inbox_lists_what_waits_oldest_first(env: dict[str, str], tmp_path: Path) -> None:
+    empty = supportbot(env, "chat", stdin="")  # creates the database
+    assert empty.returncode == 0, empty.stderr
+    assert "the inbox is empty" in supportbot(env, "inbox").stdout
+
+    async def record() -> None:
+        inbox = SqliteInbox(str(tmp_path / "sessions.db"), consumer="host-a:8080")
+        for n in (1, 2):
+            msg = IncomingMessage("slack", "T1", "C1", "1700.1", "U1", f"question {n}", f"C1:1700.{n}")
+            await inbox.put(msg, route={"kind": "answer"}, session_id="slack:T1:C1:1700.1:U1")
+        await inbox.take(limit=5, wait=1)  # the first is held by a worker; the second waits behind it
+        await inbox.aclose()
+
+    asyncio.run(record())
+    listed = supportbot(env, "inbox")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].startswith("2 waiting, 1 being answered")
+    assert "C1:1700.1" in lines[1] and "held by host-a:8080" in lines[1]
+    assert "C1:1700.2" in lines[2] and lines[2].endswith("waiting")

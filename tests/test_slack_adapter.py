@@ -64,7 +64,7 @@ class Harness:
 
     async def settle(self) -> None:
         """Wait until every reply task of the adapter has finished (a hang is caught by the per-test timeout)."""
-        while self.adapter._tasks or self.bot.in_flight:
+        while not await self.adapter.idle() or self.bot.in_flight:
             await asyncio.sleep(0.01)
 
 
@@ -216,7 +216,7 @@ async def test_the_ack_does_not_wait_for_the_model(fake: FakeSlack) -> None:
     h.model.gate = asyncio.Event()  # the model does not answer until the test ends
     try:
         await h.event(mention("slow question", ts="1700000000.000600"))  # acknowledged with 200
-        assert not h.model.gate.is_set() and h.adapter._tasks, "acknowledged while the answer is still coming"
+        assert not h.model.gate.is_set() and not await h.adapter.idle(), "acknowledged while the answer is coming"
     finally:
         await close(h, grace=0)
 

@@ -203,7 +203,8 @@ async def test_escalation_posts_the_hand_over_to_the_slack_channel_through_serve
                     async with http.post(url, data=body, headers=headers) as response:
                         assert response.status == 200
                     assert runner.bot is not None
-                    while runner.bot.in_flight or getattr(runner.adapters[-1], "_tasks", None):
+                    assert runner.inbox is not None
+                    while runner.bot.in_flight or (await runner.inbox.stats()).depth:
                         await asyncio.sleep(0.02)
         finally:
             await runner.aclose()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
@@ -41,7 +42,9 @@ from adapters.discord_bot.replies import NO_PINGS, ReplyPoster, keep_typing, pos
 from adapters.discord_bot.text import split_message, strip_mentions, thread_name, to_inert_text
 from bot.config import Settings
 from bot.core import INTERNAL_ERROR_REPLY, SupportBot
-from bot.errors import ConfigError, EscalationFailed, InvalidMessage, ShuttingDown
+from bot.errors import ConfigError, EscalationFailed, ShuttingDown, StoreUnavailable
+from bot.inbox import Attempt, Inbox
+from bot.inbox.desk import Desk
 from bot.messages import IncomingMessage
 
 log = logging.getLogger("supportbot.discord")
@@ -54,7 +57,6 @@ GATEWAY_CLOSE_S = 5.0  # connect() returns soon after close(); this bounds a soc
 THREAD_ARCHIVE_MIN: Final = 1_440  # a conversation thread hides after a day without messages
 THREAD_EXISTS_CODE = 160_004  # "A thread has already been created for this message"
 
-RESTARTING_REPLY = "Sorry, I am restarting and could not take your message. Please send it again in a minute."
 _ANSWERED_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
 
 
@@ -74,6 +76,12 @@ class _Route:
 
     msg: IncomingMessage
     open_thread: bool = False
+
+
+RECORD_RETRY_S = 30.0  # a message the inbox cannot take is tried again this long (Discord never redelivers)
+NOT_RECORDED_REPLY = (
+    "Sorry, I could not take your message just now (my memory is unavailable). Please send it again in a minute."
+)
 
 
 class DiscordAdapter:
@@ -97,7 +105,7 @@ class DiscordAdapter:
         self._gateway: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # turns being answered; each owns its typing task
         self._saved_endpoints: tuple[str, yarl.URL] | None = None
-        self._closing = False
+        self._desk: Desk | None = None
 
     @classmethod
     def enabled(cls, settings: Settings) -> tuple[bool, str]:
@@ -157,8 +165,11 @@ class DiscordAdapter:
             raise EscalationFailed(f"Discord could not be reached for the escalation: {type(exc).__name__}") from exc
         return sent[0].jump_url
 
-    async def start(self, bot: SupportBot) -> None:
+    async def start(self, bot: SupportBot, *, inbox: Inbox | None = None, intake: bool = True) -> None:
         """Log in, publish the slash commands, connect to the gateway and return once Discord says ready.
+
+        Messages are recorded in ``inbox`` as they arrive and answered by :meth:`answer`. Without ``intake`` (the
+        worker role) the adapter only logs in to post replies: no gateway, no commands.
 
         Raises:
             ConfigError: the token was rejected, or the Message Content intent is not enabled for the bot.
@@ -172,6 +183,7 @@ class DiscordAdapter:
         if self._bot is not None:
             raise RuntimeError("a DiscordAdapter starts once")
         self._bot = bot
+        self._desk = Desk(inbox) if inbox is not None else Desk.own(self.name, self.answer)
         self._point_discord_py_at(api_url=self._options.api_url, gateway_url=self._options.gateway_url)
         client = self._client = self._new_client()
         ready = asyncio.Event()
@@ -188,6 +200,8 @@ class DiscordAdapter:
         add_commands(tree, bot)
         try:
             await client.login(token.get_secret_value())
+            if not intake:
+                return
             await sync_commands(tree, guilds=self._options.guilds)
             self._gateway = asyncio.create_task(client.connect(), name="discord-gateway")
             self._gateway.add_done_callback(lambda _: ready.set())
@@ -212,14 +226,21 @@ class DiscordAdapter:
             raise
         self._gateway.add_done_callback(self._gateway_stopped)
 
+    async def idle(self) -> bool:
+        """Whether every message this adapter recorded has been answered (its own inbox; tests and scripts)."""
+        return self._desk is None or await self._desk.idle()
+
     async def aclose(self) -> None:
-        """Let replies in flight finish (``CLOSE_GRACE_S``), disconnect, and restore discord.py's endpoints."""
-        self._closing = True
+        """Let recordings and replies in flight finish (``CLOSE_GRACE_S``), disconnect, restore discord.py's
+        endpoints."""
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=CLOSE_GRACE_S)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._desk is not None:
+            desk, self._desk = self._desk, None
+            await desk.aclose(grace=CLOSE_GRACE_S)
         client, self._client = self._client, None
         if client is not None:
             await client.close()
@@ -263,15 +284,43 @@ class DiscordAdapter:
     # ------------------------------------------------------------------ messages
 
     def _receive(self, message: discord.Message) -> None:
-        """Gateway callback: decide at once and answer in an owned task, so discord.py's event handler never waits."""
-        if self._closing:
+        """Gateway callback: decide at once and record the message in an owned task, so discord.py's event handler
+        never waits; a worker answers it from the inbox."""
+        if self._desk is None:
             return
         route = self._route(message)
         if route is not None:
-            turn = self._answer(message, route)
-            task = asyncio.get_running_loop().create_task(turn, name=f"discord-turn-{message.id}")
+            record = self._record(message, route)
+            task = asyncio.get_running_loop().create_task(record, name=f"discord-record-{message.id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _record(self, message: discord.Message, route: _Route) -> None:
+        """Record the message in the inbox, retrying a store outage for ``RECORD_RETRY_S``: the gateway delivered
+        it once and never will again. If it still cannot be recorded, the user is asked to send it again."""
+        assert self._bot is not None and self._desk is not None
+        msg = route.msg
+        session = self._bot.session_id(msg)
+        entry = {
+            "channel_id": str(message.channel.id),
+            "guild_id": "" if message.guild is None else str(message.guild.id),
+            "message_id": str(message.id),
+            "author": message.author.display_name,
+            "open_thread": "1" if route.open_thread else "",
+        }
+        deadline = time.monotonic() + RECORD_RETRY_S
+        pause = 0.1
+        while True:
+            try:
+                await self._desk.record(msg, route=entry, session_id=session)
+                return
+            except StoreUnavailable as exc:
+                if time.monotonic() + pause > deadline:
+                    log.error("message %s not recorded: %s", message.id, exc, extra={"session_id": session})
+                    await self._say(message.channel, NOT_RECORDED_REPLY, reference=None, session=session)
+                    return
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     def _route(self, message: discord.Message) -> _Route | None:
         """Whether to answer ``message``, and as which :class:`IncomingMessage`; ``None`` to ignore it."""
@@ -316,34 +365,66 @@ class DiscordAdapter:
             sent_at=message.created_at.timestamp(),
         )
 
-    async def _answer(self, message: discord.Message, route: _Route) -> None:
-        """One turn. Never raises: a failure is logged with the session id and, where possible, apologised for."""
-        assert self._bot is not None
-        msg = route.msg
-        session = _session_id(self._bot, msg)
-        target: discord.abc.Messageable = message.channel
+    async def answer(self, attempt: Attempt) -> None:
+        """Answer one recorded message (the worker's handler): open its thread if the mention asked for one, stream
+        the reply there (or finish the message an earlier attempt had started), and post a saved reply that an
+        earlier attempt died before posting.
+
+        Raises:
+            StoreUnavailable, aiohttp.ClientError, OSError: the store or Discord could not be reached; the entry is
+                tried again later.
+        """
+        assert self._bot is not None and self._client is not None
+        delivery = attempt.delivery
+        msg, route = delivery.message, delivery.route
+        session = self._bot.session_id(msg)
+        guild_id = int(route["guild_id"]) if route.get("guild_id") else None
+        channel = self._client.get_partial_messageable(int(route["channel_id"]), guild_id=guild_id)
+        message = channel.get_partial_message(int(route["message_id"]))
+        target: discord.abc.Messageable = channel
         # If the user deletes the message meanwhile, post without the quote rather than fail.
         reference: discord.MessageReference | None = message.to_reference(fail_if_not_exists=False)
         try:
-            if route.open_thread:
-                thread = await self._open_thread(message, msg.text, session=session)
+            if route.get("open_thread"):
+                thread = await self._open_thread(
+                    message, msg.text, author=str(route.get("author", "")), session=session
+                )
                 if thread is not None:
                     target, reference = thread, None
-            await self._stream(msg, ReplyPoster(target, reference=reference), typing_in=target)
-        except ShuttingDown:
-            await self._say(target, RESTARTING_REPLY, reference=reference, session=session)
-        except discord.DiscordException as exc:
+            poster = ReplyPoster(target, reference=reference, existing=self._existing(delivery.reply_ref))
+            poster.on_posted = attempt.note_reply
+            text = await self._stream(msg, poster, typing_in=target)
+            if not text and delivery.redelivered and attempt.holds():
+                saved = await self._bot.stored_reply(msg)
+                if saved is not None:
+                    log.info("posting the saved reply of a redelivered message", extra={"session_id": session})
+                    await poster.show(saved)
+        except discord.HTTPException as exc:
+            if exc.status >= 500:
+                raise  # Discord is having trouble: tried again later
             log.warning("Discord refused a call for session %s: %s", session, exc, extra={"session_id": session})
+        except (StoreUnavailable, ShuttingDown, aiohttp.ClientError, OSError, discord.GatewayNotFound):
+            raise
         except Exception:
-            log.exception("answering %s failed (session %s)", message.id, session, extra={"session_id": session})
+            log.exception("answering %s failed (session %s)", msg.event_id, session, extra={"session_id": session})
             await self._say(target, INTERNAL_ERROR_REPLY, reference=reference, session=session)
 
-    async def _stream(self, msg: IncomingMessage, poster: ReplyPoster, *, typing_in: discord.abc.Messageable) -> None:
+    def _existing(self, reply_ref: str | None) -> discord.PartialMessage | None:
+        """The message an earlier attempt started the reply in (``channel_id/message_id``), to be finished."""
+        if reply_ref is None or self._client is None:
+            return None
+        channel_id, _, message_id = reply_ref.partition("/")
+        if not (channel_id.isdigit() and message_id.isdigit()):
+            return None
+        return self._client.get_partial_messageable(int(channel_id)).get_partial_message(int(message_id))
+
+    async def _stream(self, msg: IncomingMessage, poster: ReplyPoster, *, typing_in: discord.abc.Messageable) -> str:
+        """Stream the turn's reply through ``poster``; returns the whole text ("" for a turn answered before)."""
         assert self._bot is not None
         typing = asyncio.get_running_loop().create_task(keep_typing(typing_in), name=f"discord-typing-{msg.event_id}")
         text = ""
         try:
-            stream = self._bot.stream(msg)
+            stream = self._bot.stream(msg, from_inbox=True)
             async with contextlib.aclosing(stream):
                 async for chunk in stream:
                     text += chunk
@@ -356,21 +437,21 @@ class DiscordAdapter:
         finally:
             typing.cancel()
             await asyncio.gather(typing, return_exceptions=True)
+        return text
 
     async def _open_thread(
-        self, message: discord.Message, text: str, *, session: str
+        self, message: discord.PartialMessage, text: str, *, author: str, session: str
     ) -> discord.abc.Messageable | None:
         """The thread for the conversation a mention starts, or ``None`` to answer inline instead."""
-        assert self._client is not None and message.guild is not None
-        if message.thread is not None:  # a redelivery: the first delivery opened it
-            return message.thread
-        name = thread_name(text, fallback=f"Help for {message.author.display_name}")
+        assert self._client is not None
+        guild_id = message.guild.id if message.guild is not None else None
+        name = thread_name(text, fallback=f"Help for {author}" if author else "Help")
         try:
             return await message.create_thread(name=name, auto_archive_duration=THREAD_ARCHIVE_MIN)
         except discord.HTTPException as exc:
-            if exc.code == THREAD_EXISTS_CODE:  # a redelivery racing the first one
+            if exc.code == THREAD_EXISTS_CODE:  # an earlier attempt opened it
                 return self._client.get_partial_messageable(
-                    message.id, guild_id=message.guild.id, type=discord.ChannelType.public_thread
+                    message.id, guild_id=guild_id, type=discord.ChannelType.public_thread
                 )
             log.warning("no thread for session %s, answering inline: %s", session, exc, extra={"session_id": session})
             return None
@@ -383,11 +464,3 @@ class DiscordAdapter:
             await post(target, text, reference=reference)
         except discord.DiscordException as exc:
             log.warning("could not post a notice for session %s: %s", session, exc, extra={"session_id": session})
-
-
-def _session_id(bot: SupportBot, msg: IncomingMessage) -> str:
-    """The session id for log lines; ``-`` when the ids cannot form one (the core then answers with a notice)."""
-    try:
-        return bot.session_key(msg).id
-    except InvalidMessage:
-        return "-"

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 
 import discord
 
@@ -27,13 +28,21 @@ class ReplyPoster:
     one message, the finished part is edited to its final text and the rest continues in a follow-up message.
     """
 
-    def __init__(self, channel: discord.abc.Messageable, *, reference: discord.MessageReference | None) -> None:
-        """Post into ``channel``; the first part quotes ``reference`` when given."""
+    def __init__(
+        self,
+        channel: discord.abc.Messageable,
+        *,
+        reference: discord.MessageReference | None,
+        existing: discord.PartialMessage | None = None,
+    ) -> None:
+        """Post into ``channel``; the first part quotes ``reference`` when given. With ``existing`` (a message an
+        earlier attempt started the reply in), the first part is written there instead of a new message."""
         self._channel = channel
         self._reference = reference
-        self._sent: list[discord.Message] = []
-        self._shown: list[str] = []
+        self._sent: list[discord.Message | discord.PartialMessage] = [] if existing is None else [existing]
+        self._shown: list[str] = [] if existing is None else [""]
         self._posted_at = -math.inf
+        self.on_posted: Callable[[str], Awaitable[None]] | None = None  # told "channel_id/message_id" of the first
 
     @property
     def started(self) -> bool:
@@ -55,6 +64,8 @@ class ReplyPoster:
                 sent = await post(self._channel, part, reference=self._reference if index == 0 else None)
                 self._sent.append(sent)
                 self._shown.append(part)
+                if index == 0 and self.on_posted is not None:
+                    await self.on_posted(f"{sent.channel.id}/{sent.id}")
             elif part != self._shown[index]:
                 self._sent[index] = await self._sent[index].edit(content=part, allowed_mentions=NO_PINGS)
                 self._shown[index] = part

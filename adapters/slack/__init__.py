@@ -1,7 +1,8 @@
 """Slack, on slack-bolt's ``AsyncApp``: @mentions in channels and threads, DMs, AI-assistant threads, commands.
 
 Events arrive over the HTTP Events API (``POST /slack/events`` on the shared web server, signature verified by
-Bolt) or over Socket Mode. Every delivery is acknowledged at once; the answer runs in a task this adapter owns.
+Bolt) or over Socket Mode. Every delivery is recorded in the inbox, then acknowledged; a worker (in this process or
+another) takes it from there and calls :meth:`SlackAdapter.answer`, which runs the turn and posts the reply.
 
 What is answered:
 - ``app_mention`` in a channel: in the mention's thread, or in a new thread on the mention when it was top-level.
@@ -19,13 +20,14 @@ posting path as replies.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from aiohttp import ClientError, web
@@ -44,8 +46,10 @@ from adapters.slack.translate import command_of, is_user_text, split_message, to
 from bot.adapter import HttpRoute
 from bot.config import Settings
 from bot.core import SupportBot
-from bot.errors import EscalationFailed, InvalidMessage, ShuttingDown
+from bot.errors import EscalationFailed, ShuttingDown, StoreUnavailable
 from bot.export import recap, session_json
+from bot.inbox import Attempt, Inbox
+from bot.inbox.desk import Desk
 from bot.messages import IncomingMessage
 
 log = logging.getLogger("supportbot.slack")
@@ -69,6 +73,16 @@ THREAD_MISS_TTL_S = 30.0  # how long "the bot is not in this thread" is believed
 CLOSE_GRACE_S = 10.0  # how long aclose waits for replies still being posted
 
 Listener = Callable[..., Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Intake:
+    """Whether a listener of the request being dispatched could not record its event (then Slack gets a 503)."""
+
+    failed: bool = False
+
+
+_INTAKE: ContextVar[_Intake | None] = ContextVar("slack_intake", default=None)
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")  # Unix seconds, ASCII digits only (int() would take "１２" or " 12 ")
 # What a Web API call raises when Slack answers with an error or cannot be reached (refused, reset, timed out).
 _CALL_FAILED = (SlackClientError, ClientError, TimeoutError)
@@ -98,10 +112,10 @@ class SlackAdapter:
         self._app: AsyncApp | None = None
         self._bot: SupportBot | None = None
         self._socket: AsyncSocketModeHandler | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._desk: Desk | None = None
+        self._intake = True
         self._threads: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._not_in_thread: dict[tuple[str, str], float] = {}
-        self._counter = 0
 
     @classmethod
     def enabled(cls, settings: Settings) -> tuple[bool, str]:
@@ -168,13 +182,16 @@ class SlackAdapter:
         return permalink if isinstance(permalink, str) and permalink else fallback
 
     def http_routes(self) -> Sequence[HttpRoute]:
-        """``POST /slack/events`` when the Events API is configured."""
-        return [("POST", "/slack/events", self.handle_http)] if self._signing_secret is not None else []
+        """``POST /slack/events`` when the Events API is configured (and this process takes Slack's deliveries)."""
+        takes = self._signing_secret is not None and self._settings.server.role != "worker"
+        return [("POST", "/slack/events", self.handle_http)] if takes else []
 
-    async def start(self, bot: SupportBot) -> None:
+    async def start(self, bot: SupportBot, *, inbox: Inbox | None = None, intake: bool = True) -> None:
         self._bot = bot
+        self._desk = Desk(inbox) if inbox is not None else Desk.own(self.name, self.answer)
+        self._intake = intake
         self._app = self._build_app()
-        if self._app_token is not None:
+        if self._app_token is not None and intake:
             self._socket = AsyncSocketModeHandler(self._app, app_token=self._app_token.get_secret_value())
             await self._socket.connect_async()
 
@@ -185,17 +202,22 @@ class SlackAdapter:
             socket, self._socket = self._socket, None
             await socket.close_async()
 
+    async def idle(self) -> bool:
+        """Whether every message this adapter recorded has been answered (its own inbox; tests and scripts)."""
+        return self._desk is None or await self._desk.idle()
+
     async def aclose(self) -> None:
         await self.drain()
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=CLOSE_GRACE_S)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        if self._desk is not None:
+            desk, self._desk = self._desk, None
+            await desk.aclose(grace=CLOSE_GRACE_S)
 
     async def handle_http(self, request: web.Request) -> web.StreamResponse:
-        """The Events API endpoint: the signature and timestamp are verified, ``url_verification`` answered,
-        and every event acknowledged at once; the answer is worked out in the background."""
+        """The Events API endpoint: the signature and timestamp are verified, ``url_verification`` answered, and
+        every event recorded in the inbox before it is acknowledged; the answer is worked out by a worker.
+
+        When the inbox cannot be written the answer is 503, so Slack delivers the event again (and the retry is
+        recorded once, whichever process it reaches)."""
         if self._app is None or self._bot is None or self._bot.closing:
             # Not acknowledging makes Slack deliver the event again, to a process that is not shutting down.
             return web.json_response({"error": "not accepting events right now"}, status=503)
@@ -214,6 +236,8 @@ class SlackAdapter:
         if not self._verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
             return web.json_response({"error": "invalid signature or stale timestamp"}, status=401)
         headers = {k.lower(): list(request.headers.getall(k)) for k in request.headers}
+        outcome = _Intake()
+        token = _INTAKE.set(outcome)
         try:
             bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=headers)
             response = await self._app.async_dispatch(bolt_request)
@@ -221,6 +245,12 @@ class SlackAdapter:
             # Bolt assumes well-formed payloads; a signed but malformed one is the sender's problem, not a 5xx.
             log.warning("malformed Slack request: %s", type(exc).__name__)
             return web.json_response({"error": "malformed Slack request"}, status=400)
+        finally:
+            _INTAKE.reset(token)
+        if outcome.failed:
+            return web.json_response(
+                {"error": "could not record the event; retry"}, status=503, headers={"Retry-After": "1"}
+            )
         if response.status >= 500:
             log.warning("Slack request not handled (%s): %s", response.status, response.body[:200])
             return web.json_response({"error": "malformed Slack request"}, status=400)
@@ -231,13 +261,19 @@ class SlackAdapter:
             client=self.client,
             signing_secret=self._signing_secret.get_secret_value() if self._signing_secret else None,
             request_verification_enabled=self._signing_secret is not None,
-            # Listeners here only start an owned task and return, so running them before the ack keeps the ack
-            # fast and means no event is acknowledged before this process has taken charge of it.
+            # Listeners only record the event in the inbox and return, so running them before the ack keeps the ack
+            # fast and means no event is acknowledged before it is durably recorded.
             process_before_response=True,
             logger=logging.getLogger("supportbot.slack.bolt"),
         )
         app.use(self._assistant())
         self._listen(app)
+
+        @app.error
+        async def on_error(error: Exception) -> None:
+            # A listener fails only when the inbox could not record the event: not acknowledging it is the answer.
+            log.warning("Slack event not recorded: %s", error if isinstance(error, StoreUnavailable) else repr(error))
+
         return app
 
     def _assistant(self) -> AsyncAssistant:
@@ -247,13 +283,23 @@ class SlackAdapter:
         async def on_assistant_started(payload: dict[str, Any], body: dict[str, Any]) -> None:
             thread = payload.get("assistant_thread") or {}
             channel, thread_ts = str(thread.get("channel_id", "")), str(thread.get("thread_ts", ""))
-            self._spawn(self._greet(channel, thread_ts), label=f"greeting:{channel}:{thread_ts}")
+            greeting = IncomingMessage(
+                platform="slack",
+                workspace=workspace_of(body),
+                channel=channel,
+                thread=thread_ts,
+                user=str(thread.get("user_id", "") or "-"),
+                text="",
+                event_id=f"greeting:{channel}:{thread_ts}",
+                is_direct=True,
+            )
+            await self._record(greeting, kind="greet")
 
         @assistant.user_message
         async def on_assistant_message(payload: dict[str, Any], body: dict[str, Any], context: Any) -> None:
             if is_user_text(payload, context.bot_user_id):
                 msg = to_incoming(payload, body, bot_user_id=context.bot_user_id, starts_thread=False)
-                self._spawn(self._converse(msg, assistant=True), label=msg.event_id)
+                await self._record(msg, kind="assistant")
 
         return assistant
 
@@ -263,10 +309,7 @@ class SlackAdapter:
             if not is_user_text(event, context.bot_user_id):
                 return
             msg = to_incoming(event, body, bot_user_id=context.bot_user_id, starts_thread=True)
-            if not self._allowed(msg.channel):
-                self._spawn(self._refuse(msg), label=msg.event_id)
-                return
-            self._spawn(self._converse(msg), label=msg.event_id)
+            await self._record(msg, kind="answer" if self._allowed(msg.channel) else "refuse")
 
         @app.event("message")
         async def on_message(event: dict[str, Any], body: dict[str, Any], context: Any) -> None:
@@ -275,7 +318,7 @@ class SlackAdapter:
                 return
             if event.get("channel_type") == "im":
                 msg = to_incoming(event, body, bot_user_id=bot_user_id, starts_thread=False)
-                self._spawn(self._converse(msg), label=msg.event_id)
+                await self._record(msg, kind="answer")
                 return
             thread_ts = event.get("thread_ts")
             mentioned = bool(bot_user_id) and f"<@{bot_user_id}" in str(event.get("text", ""))
@@ -284,11 +327,11 @@ class SlackAdapter:
             if not self._allowed(str(event["channel"])):
                 return
             msg = to_incoming(event, body, bot_user_id=bot_user_id, starts_thread=False)
-            self._spawn(self._follow_up(msg, bot_user_id=bot_user_id, bot_id=context.bot_id), label=msg.event_id)
+            # Whether the bot is in the thread is asked of Slack by the worker, not before the ack.
+            await self._record(msg, kind="follow", bot_user_id=bot_user_id or "", bot_id=context.bot_id or "")
 
         @app.command(self._settings.slack.command)
         async def on_command(ack: Any, command: dict[str, Any]) -> None:
-            await ack()
             channel = str(command.get("channel_id", ""))
             msg = IncomingMessage(
                 platform="slack",
@@ -300,23 +343,43 @@ class SlackAdapter:
                 event_id=f"command:{command.get('trigger_id', '')}",
                 is_direct=channel.startswith("D"),
             )
-            word = command_of(msg.text) or "help"
-            self._spawn(self._command(word, msg, thread_ts=None, ephemeral=True), label=msg.event_id)
+            await self._record(msg, kind="command", word=command_of(msg.text) or "help")
+            await ack()
 
-    def _spawn(self, work: Awaitable[None], *, label: str) -> None:
-        self._counter += 1
+    async def _record(self, msg: IncomingMessage, *, kind: str, **route: str) -> None:
+        """Record ``msg`` in the inbox before Slack is acknowledged.
 
-        async def guarded() -> None:
-            try:
-                await work
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("answering %s failed", label, extra={"event_id": label})
+        Raises:
+            StoreUnavailable: nothing was recorded; Slack must not be acknowledged (it delivers the event again).
+        """
+        assert self._bot is not None and self._desk is not None
+        try:
+            await self._desk.record(msg, route={"kind": kind, **route}, session_id=self._bot.session_id(msg))
+        except StoreUnavailable:
+            outcome = _INTAKE.get()
+            if outcome is not None:
+                outcome.failed = True
+            raise
 
-        task = asyncio.get_running_loop().create_task(guarded(), name=f"slack-reply-{self._counter}:{label}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def answer(self, attempt: Attempt) -> None:
+        """Answer one recorded Slack event (the worker's handler)."""
+        msg, route = attempt.delivery.message, attempt.delivery.route
+        kind = route.get("kind")
+        if kind == "greet":
+            if msg.thread is not None:
+                await self._greet(msg.channel, msg.thread)
+        elif kind == "refuse":
+            await self._refuse(msg)
+        elif kind == "command":
+            await self._command(str(route.get("word", "help")), msg, thread_ts=None, ephemeral=True)
+        elif kind == "follow":
+            bot_user_id, bot_id = str(route.get("bot_user_id") or "") or None, str(route.get("bot_id") or "") or None
+            if msg.thread is not None and await self._in_thread(
+                msg.channel, msg.thread, bot_user_id=bot_user_id, bot_id=bot_id
+            ):
+                await self._converse(attempt)
+        else:
+            await self._converse(attempt, assistant=kind == "assistant")
 
     async def _greet(self, channel: str, thread_ts: str) -> None:
         await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=GREETING)
@@ -330,11 +393,6 @@ class SlackAdapter:
 
     async def _refuse(self, msg: IncomingMessage) -> None:
         await self._replier.post_ephemeral(channel=msg.channel, user=msg.user, thread_ts=msg.thread, text=NOT_HERE_TEXT)
-
-    async def _follow_up(self, msg: IncomingMessage, *, bot_user_id: str | None, bot_id: str | None) -> None:
-        thread = msg.thread
-        if thread is not None and await self._in_thread(msg.channel, thread, bot_user_id=bot_user_id, bot_id=bot_id):
-            await self._converse(msg)
 
     async def _in_thread(self, channel: str, thread_ts: str, *, bot_user_id: str | None, bot_id: str | None) -> bool:
         """Whether the bot has posted in a thread: remembered when it replies, else asked of Slack (and cached)."""
@@ -365,32 +423,56 @@ class SlackAdapter:
             self._threads.popitem(last=False)
         self._not_in_thread.pop((channel, thread_ts), None)
 
-    async def _converse(self, msg: IncomingMessage, *, assistant: bool = False) -> None:
-        """Answer ``msg`` in its own thread (or DM), streaming the reply."""
+    async def _converse(self, attempt: Attempt, *, assistant: bool = False) -> None:
+        """Answer a recorded message in its own thread (or DM), streaming the reply.
+
+        A redelivered entry whose turn an earlier attempt had already saved (it died before posting) gets the saved
+        reply; where that attempt had started posting, its message is finished instead of a second one posted.
+
+        Raises:
+            StoreUnavailable, SlackClientError, ClientError, TimeoutError: the store or Slack could not be reached;
+                the entry is tried again later.
+        """
         assert self._bot is not None
+        delivery = attempt.delivery
+        msg = delivery.message
         channel, thread_ts = msg.channel, msg.thread
         word = command_of(msg.text)
         if word is not None:
             await self._command(word, msg, thread_ts=thread_ts, ephemeral=word == "export")
             return
-        session_id = _session_id(self._bot, msg)
+        session_id = self._bot.session_id(msg)
         try:
             if assistant and thread_ts is not None:
                 await self.client.assistant_threads_setStatus(
                     channel_id=channel, thread_ts=thread_ts, status=THINKING_STATUS
                 )
-            async with contextlib.aclosing(self._bot.stream(msg)) as chunks:
+            async with contextlib.aclosing(self._bot.stream(msg, from_inbox=True)) as chunks:
                 posted = await self._replier.deliver(
-                    chunks, channel=channel, thread_ts=thread_ts, team_id=msg.workspace, user_id=msg.user
+                    chunks,
+                    channel=channel,
+                    thread_ts=thread_ts,
+                    team_id=msg.workspace,
+                    user_id=msg.user,
+                    existing_ts=delivery.reply_ref,
+                    on_posted=attempt.note_reply,
                 )
+            if not posted and delivery.redelivered and attempt.holds():
+                saved = await self._bot.stored_reply(msg)
+                if saved is not None:
+                    log.info("posting the saved reply of a redelivered message", extra={"session_id": session_id})
+                    posted = saved
+                    await self._replier.finish(
+                        channel=channel, thread_ts=thread_ts, existing_ts=delivery.reply_ref, text=saved
+                    )
             if posted and thread_ts is not None:
                 self._remember_thread(channel, thread_ts)
-        except ShuttingDown:
-            log.warning("shutting down; %s not answered", msg.event_id, extra={"session_id": session_id})
         except SlackApiError as exc:
-            # The turn itself is stored by the core; only showing it failed.
+            # The turn itself is stored by the core; only showing it failed, and Slack would refuse it again.
             context = {"session_id": session_id, "event_id": msg.event_id}
             log.error("Slack refused the reply: %s", slack_error(exc), extra=context)
+        except (StoreUnavailable, ShuttingDown, *_CALL_FAILED):
+            raise
         except Exception:
             log.exception("answering %s failed", msg.event_id, extra={"session_id": session_id})
             with contextlib.suppress(SlackApiError):
@@ -416,10 +498,3 @@ class SlackAdapter:
                 await self._replier.post(channel=msg.channel, thread_ts=thread_ts, text=text)
         except SlackApiError as exc:
             log.error("Slack refused the %s answer: %s", word, slack_error(exc), extra={"session_id": key.id})
-
-
-def _session_id(bot: SupportBot, msg: IncomingMessage) -> str:
-    try:
-        return bot.session_key(msg).id
-    except InvalidMessage:
-        return ""

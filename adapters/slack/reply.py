@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -64,11 +64,22 @@ class Replier:
         thread_ts: str | None,
         team_id: str | None,
         user_id: str,
+        existing_ts: str | None = None,
+        on_posted: Callable[[str], Awaitable[None]] | None = None,
     ) -> str:
-        """Show the reply as it is written; returns the whole text ("" when there was nothing to post)."""
+        """Show the reply as it is written; returns the whole text ("" when there was nothing to post).
+
+        Args:
+            existing_ts: a message an earlier attempt started (and died in): the whole reply is written there.
+            on_posted: told the ``ts`` of the reply's first message as soon as Slack has created it.
+        """
         first = await anext(chunks, None)
         if first is None:
             return ""
+        if existing_ts is not None:
+            text = first + "".join([chunk async for chunk in chunks])
+            await self.finish(channel=channel, thread_ts=thread_ts, existing_ts=existing_ts, text=text)
+            return text
         if self._stream and thread_ts is not None:
             try:
                 started = await self._client.chat_startStream(
@@ -84,8 +95,30 @@ class Replier:
                 log.info("streaming unavailable (%s); posting and updating instead", slack_error(exc))
                 self._stream = False
             else:
-                return await self._continue_stream(chunks, channel=channel, ts=str(started["ts"]), text=first)
-        return await self._post_and_update(chunks, channel=channel, thread_ts=thread_ts, text=first)
+                ts = str(started["ts"])
+                if on_posted is not None:
+                    await on_posted(ts)
+                return await self._continue_stream(chunks, channel=channel, ts=ts, text=first)
+        return await self._post_and_update(
+            chunks, channel=channel, thread_ts=thread_ts, text=first, on_posted=on_posted
+        )
+
+    async def finish(self, *, channel: str, thread_ts: str | None, existing_ts: str | None, text: str) -> None:
+        """Show the whole of ``text``: in ``existing_ts`` (a message an earlier attempt started) when given and Slack
+        still lets it be edited, else as new messages."""
+        parts = split_message(text)
+        if existing_ts is not None:
+            try:
+                await self._client.chat_update(channel=channel, ts=existing_ts, text=to_mrkdwn(parts[0]))
+            except SlackApiError as exc:
+                log.info("the started reply %s cannot be finished (%s); posting it anew", existing_ts, slack_error(exc))
+            else:
+                for part in parts[1:]:
+                    await self._client.chat_postMessage(
+                        channel=channel, thread_ts=thread_ts or existing_ts, text=to_mrkdwn(part), unfurl_links=False
+                    )
+                return
+        await self.post(channel=channel, thread_ts=thread_ts, text=text)
 
     async def _continue_stream(self, chunks: AsyncIterator[str], *, channel: str, ts: str, text: str) -> str:
         pending, last = "", time.monotonic()
@@ -99,12 +132,20 @@ class Replier:
         return text
 
     async def _post_and_update(
-        self, chunks: AsyncIterator[str], *, channel: str, thread_ts: str | None, text: str
+        self,
+        chunks: AsyncIterator[str],
+        *,
+        channel: str,
+        thread_ts: str | None,
+        text: str,
+        on_posted: Callable[[str], Awaitable[None]] | None,
     ) -> str:
         posted = await self._client.chat_postMessage(
             channel=channel, thread_ts=thread_ts, text=to_mrkdwn(text[:MESSAGE_CHARS]), unfurl_links=False
         )
         ts, shown, last = str(posted["ts"]), text, time.monotonic()
+        if on_posted is not None:
+            await on_posted(ts)
         async for chunk in chunks:
             text += chunk
             if time.monotonic() - last >= UPDATE_EVERY_S and len(shown) < MESSAGE_CHARS:

@@ -11,6 +11,7 @@ from adapters.web.app import create_app
 from bot.adapter import HttpRoute
 from bot.config import Settings
 from bot.core import SupportBot
+from bot.inbox import Inbox
 
 __all__ = ["WebAdapter", "create_app"]
 
@@ -42,8 +43,10 @@ class WebAdapter:
     def add_routes(self, routes: Sequence[HttpRoute]) -> None:
         self._routes.extend(routes)
 
-    async def start(self, bot: SupportBot) -> None:
-        app = create_app(bot, self._settings)
+    async def start(self, bot: SupportBot, *, inbox: Inbox | None = None, intake: bool = True) -> None:
+        # The web chat is answered here, in the request: the browser waits on the connection and resends the same
+        # message_id if it drops, so it needs no inbox entry. A worker-role process serves no chat at all.
+        app = create_app(bot, self._settings, inbox=inbox, chat_routes=intake)
         for method, path, handler in self._routes:
             app.router.add_route(method, path, handler)
         # In-flight requests get the whole grace period to finish their turns before handlers are cancelled.

@@ -26,6 +26,7 @@ from bot import __version__
 from bot.config import Settings
 from bot.core import SupportBot
 from bot.errors import ShuttingDown, StoreUnavailable
+from bot.inbox import Inbox
 from bot.messages import IncomingMessage, Reply, ReplyKind
 from bot.model import model_name
 from bot.session import SessionKey
@@ -34,6 +35,7 @@ log = logging.getLogger("supportbot.web")
 
 BOT_KEY = web.AppKey("bot", SupportBot)
 SETTINGS_KEY = web.AppKey("settings", Settings)
+INBOX_KEY = web.AppKey("inbox", Inbox)
 
 # Matched with fullmatch(): "$" would also accept a trailing newline, and "id\n" would be a session of its own (and a
 # newline in a ticket's Idempotency-Key header).
@@ -114,19 +116,6 @@ async def read_chat_request(request: web.Request) -> IncomingMessage:
     )
 
 
-async def answered_before(bot: SupportBot, msg: IncomingMessage) -> str | None:
-    """The stored reply to a message answered earlier (a client retry), if there is one."""
-    record = await bot.store.get(web_session_key(msg.channel))
-    if record is None:
-        return None
-    messages = record.messages
-    for i, stored in enumerate(messages):
-        if stored.role == "user" and stored.event_id == msg.event_id:
-            following = messages[i + 1] if i + 1 < len(messages) else None
-            return following.content if following is not None and following.role == "assistant" else None
-    return None
-
-
 def _reply_body(msg: IncomingMessage, text: str, kind: str) -> dict[str, Any]:
     return {"session_id": msg.channel, "message_id": msg.event_id, "reply": text, "kind": kind}
 
@@ -145,7 +134,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 async def _duplicate(bot: SupportBot, msg: IncomingMessage) -> web.Response:
     """A retried message_id: the stored answer, or 409 while the first attempt still runs."""
-    previous = await answered_before(bot, msg)
+    previous = await bot.stored_reply(msg)
     if previous is None:
         return error_response(409, "this message_id is being answered right now; retry in a moment")
     return web.json_response(_reply_body(msg, previous, "duplicate"))
@@ -173,7 +162,7 @@ async def _chat_stream(request: web.Request, bot: SupportBot, msg: IncomingMessa
         # The tab went away; the turn finishes and is stored regardless.
         return response
     if not parts:
-        previous = await answered_before(bot, msg)
+        previous = await bot.stored_reply(msg)
         if previous is None:
             return error_response(409, "this message_id is being answered right now; retry in a moment")
         await response.prepare(request)
@@ -307,6 +296,13 @@ async def readyz(request: web.Request) -> web.Response:
     except StoreUnavailable as exc:
         log.warning("readiness: the %s store is unreachable: %s", kind, exc)
         return web.json_response({"status": "unavailable", "reason": f"the {kind} store is unreachable"}, status=503)
+    inbox = request.app.get(INBOX_KEY)
+    if inbox is not None:
+        try:
+            await inbox.ping()
+        except StoreUnavailable as exc:
+            log.warning("readiness: the inbox cannot be written: %s", exc)
+            return web.json_response({"status": "unavailable", "reason": "the inbox cannot be written"}, status=503)
     return web.json_response({"status": "ready", "store": kind, "model": model_name(settings)})
 
 
@@ -366,7 +362,9 @@ def cors_middleware(origins: tuple[str, ...]) -> Callable[[web.Request, Handler]
     return cors
 
 
-def create_app(bot: SupportBot, settings: Settings) -> web.Application:
+def create_app(
+    bot: SupportBot, settings: Settings, *, inbox: Inbox | None = None, chat_routes: bool = True
+) -> web.Application:
     """The aiohttp application with every HTTP route."""
     guard = guard_middleware(
         [token.get_secret_value() for token in settings.secrets.web_tokens],
@@ -385,12 +383,15 @@ def create_app(bot: SupportBot, settings: Settings) -> web.Application:
     app[BOT_KEY] = bot
     app[SETTINGS_KEY] = settings
     app[STATIC_KEY] = load_static()
-    app.router.add_get("/", index)
-    app.router.add_get("/static/{path:.+}", static)
-    app.router.add_get("/favicon.ico", favicon)
-    app.router.add_post("/api/chat", chat)
-    app.router.add_get("/api/info", info)
-    app.router.add_get("/api/sessions/{session_id}/history", history)
+    if inbox is not None:
+        app[INBOX_KEY] = inbox
+    if chat_routes:  # a worker-role process serves only its health, readiness and metrics
+        app.router.add_get("/", index)
+        app.router.add_get("/static/{path:.+}", static)
+        app.router.add_get("/favicon.ico", favicon)
+        app.router.add_post("/api/chat", chat)
+        app.router.add_get("/api/info", info)
+        app.router.add_get("/api/sessions/{session_id}/history", history)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -211,6 +211,8 @@ class FakeSlack(LoopbackFake):
         self._ts_counter = 0
         self._view_counter = 0
         self._calls_changed = asyncio.Event()
+        self._holds: dict[str, asyncio.Event] = {}
+        self.held: dict[str, asyncio.Event] = {}
         self._sockets: list[web.WebSocketResponse] = []
         self._ack_waiters: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
         self._runner: web.AppRunner | None = None
@@ -338,6 +340,13 @@ class FakeSlack(LoopbackFake):
             retry_after = 1 if retry_after is None else retry_after
         for _ in range(times):
             self._failures[method].append(_Failure(error=error, status=status, retry_after=retry_after))
+
+    def hold(self, method: str) -> asyncio.Event:
+        """Make calls to ``method`` wait (unanswered, unapplied) until the returned event is set; ``held[method]``
+        is set once the first such call has arrived, so a test can act while a client waits on Slack."""
+        self.held[method] = asyncio.Event()
+        self._holds[method] = asyncio.Event()
+        return self._holds[method]
 
     def disable_streaming(self) -> None:
         """Makes ``chat.startStream``/``appendStream``/``stopStream`` answer ``unknown_method``."""
@@ -527,6 +536,10 @@ class FakeSlack(LoopbackFake):
             self._record(SlackCall(method=method, args={}, headers=headers, at=at))
             return _json_response({"ok": False, "error": err.error})
         call = SlackCall(method=method, args=args, headers=headers, at=at)
+        gate = self._holds.get(method)
+        if gate is not None:
+            self.held[method].set()
+            await gate.wait()
         try:
             payload = self._answer(call)
         except SlackError as err:
