@@ -55,6 +55,21 @@ class Fleet:
         self.procs[index] = spawn(self.env, port, self.logs)
         await wait_up(self.urls[index], self.procs[index], self.http)
 
+    def kill(self, index: int) -> None:
+        """SIGKILL one process: nothing it holds is given back, no lease released."""
+        self.procs[index].kill()
+        self.procs[index].wait()
+
+    async def respawn(self, index: int) -> None:
+        """Start a stopped process again on its port (so under its consumer name), and wait until it is ready."""
+        port = int(self.urls[index].rsplit(":", 1)[1])
+        self.procs[index] = spawn(self.env, port, self.logs)
+        await wait_up(self.urls[index], self.procs[index], self.http)
+
+    def log(self, index: int) -> str:
+        port = int(self.urls[index].rsplit(":", 1)[1])
+        return (self.logs / f"serve-{port}.log").read_text()[-3000:]
+
     async def deliver(self, index: int, payload: dict[str, Any], *, retry: int | None = None) -> int:
         body = json.dumps(payload)
         ts = str(int(time.time()))
@@ -85,11 +100,15 @@ async def wait_up(url: str, proc: subprocess.Popen[str], http: aiohttp.ClientSes
 async def start_fleet(
     count: int, tmp_path: Path, redis_url: str, fake_slack: FakeSlack, fake_openai: FakeOpenAI, **extra: str
 ) -> Fleet:
-    """``count`` serve processes on free ports, ready; Slack and the model are the given fakes."""
+    """``count`` serve processes on free ports, ready; Slack and the model are the given fakes.
+
+    ``redis_url`` names the store the processes share; a ``sqlite:///`` URL gives them the embedded store instead.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "REDIS_", "SUPPORTBOT_", "SLACK_"))}
+    store = {"SUPPORTBOT_MEMORY__STORE_URL": redis_url} if redis_url.startswith("sqlite") else {"REDIS_URL": redis_url}
     env.update(
         SUPPORTBOT_CONFIG=str(tmp_path / "absent.yaml"),
-        REDIS_URL=redis_url,
+        **store,
         OPENAI_BASE_URL=fake_openai.base_url,
         OPENAI_API_KEY="sk-test",
         SLACK_BOT_TOKEN="xoxb-test",
@@ -102,6 +121,7 @@ async def start_fleet(
         SUPPORTBOT_MEMORY__SUMMARY="false",
         **extra,
     )
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "absent.yaml").write_text("{}\n")
     ports = [free_port() for _ in range(count)]
     procs = [spawn(env, port, tmp_path) for port in ports]
