@@ -15,7 +15,7 @@ TORCH_INSTALL = $(PY) -m pip install --quiet '$(TORCH)' $(if $(TORCH_INDEX),--in
 # `make run EMBEDDINGS=minilm` (or auto) uses the local model.
 EMBEDDINGS ?= $(or $(SUPPORTBOT_MEMORY__EMBEDDINGS),hashing)
 
-.PHONY: install run chat test lint format bench soak clean
+.PHONY: install run chat test lint format bench soak chaos clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,9 +59,15 @@ bench: $(BENCH_STAMP)
 	$(PY) bench/core_bench.py --plot docs/bench_core.png --json docs/bench_core.json
 	$(PY) bench/recall_bench.py --json docs/bench_recall.json
 	$(PY) bench/offline_eval.py --json docs/bench_offline.json
+	$(PY) bench/inbox_bench.py --json docs/bench_inbox.json
 
 soak: $(DEV_STAMP)
 	$(PY) bench/soak.py --seconds 120 --sessions 200 --json docs/soak.json
+
+# Four serve processes, one killed with SIGKILL every 5 s for two minutes, Redis restarted half-way: nothing
+# acknowledged may be lost or answered twice.
+chaos: $(DEV_STAMP)
+	$(PY) bench/chaos.py --seconds 120 --sessions 200 --json docs/bench_chaos.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
