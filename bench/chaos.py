@@ -47,6 +47,7 @@ KILL_EVERY_S = 5.0
 RESPAWN_AFTER_S = 1.0
 ANSWER_GUARD_S = 120.0  # a message unanswered this long is counted lost
 RECOVERY_TARGET_S = 20.0
+LOG_LEVEL = "WARNING"
 
 
 class ChaosSlack(FakeSlack):
@@ -71,7 +72,8 @@ class Chaos:
         self.sent: dict[str, int] = {}
         self.acked: dict[str, float] = {}  # event id -> when acknowledged
         self.answered: dict[str, float] = {}  # event id -> when its reply appeared
-        self.orphans: dict[str, float] = {}  # event id -> when the process holding it was killed
+        self.orphans: dict[str, float] = {}  # event id -> when the process holding it was last killed
+        self.first_orphaned: dict[str, float] = {}  # event id -> when it was first orphaned
         self.kills = 0
         self.redis_restarts = 0
         self.rng = random.Random(7)
@@ -163,14 +165,17 @@ class Chaos:
                 self.kills += 1
                 for event_id in held:
                     if event_id not in self.answered:
-                        self.orphans.setdefault(event_id, killed_at)
+                        # Measured from the kill that orphaned it last: a message whose rescuer is killed too is
+                        # orphaned again (the first kill's wait is reported separately, as the worst case).
+                        self.first_orphaned.setdefault(event_id, killed_at)
+                        self.orphans[event_id] = killed_at
                 await asyncio.sleep(RESPAWN_AFTER_S)
                 await self.fleet.respawn(victim)
         finally:
             await inbox.aclose()
 
 
-async def chaos(seconds: float, sessions: int) -> dict[str, Any]:
+async def chaos(seconds: float, sessions: int, keep: Path | None = None) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="supportbot-chaos-"))
     redis = RedisServer(workdir / "redis")  # append-only, fsync always
     redis.start()
@@ -183,7 +188,7 @@ async def chaos(seconds: float, sessions: int) -> dict[str, Any]:
     try:
         async with ChaosSlack() as slack, FakeOpenAI(responder=slow_echo) as model:
             fleet = await start_fleet(
-                PROCESSES, workdir, redis.url, slack, model, SUPPORTBOT_LOG__LEVEL="WARNING",
+                PROCESSES, workdir, redis.url, slack, model, SUPPORTBOT_LOG__LEVEL=LOG_LEVEL,
                 SUPPORTBOT_MEMORY__MAX_MESSAGES="100000",
             )  # fmt: skip
             web = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
@@ -196,21 +201,36 @@ async def chaos(seconds: float, sessions: int) -> dict[str, Any]:
                 elapsed = time.monotonic() - started
                 observer = RedisInbox(redis_client(redis.url), consumer="chaos-observer")
                 try:
-                    left = (await observer.stats()).depth
+                    # What is still being answered (a web message's turn, a reply being marked done) settles first.
+                    drain_until = time.monotonic() + ANSWER_GUARD_S
+                    while (left := (await observer.stats()).depth) and time.monotonic() < drain_until:
+                        await asyncio.sleep(0.5)
                 finally:
                     await observer.aclose()
                 duplicates = 0
+                problems: list[str] = []
                 for name, count in run.sent.items():
                     if name.startswith("slack:"):
-                        duplicates += max(0, len(slack.replies(name.split(":", 1)[1])) - count)
-                lost_stored, duplicated_stored = await lost_turns(redis.url, run.sent)
+                        replies = slack.replies(name.split(":", 1)[1])
+                        if len(replies) > count:
+                            duplicates += len(replies) - count
+                            problems.append(f"{name}: sent {count}, replies {replies}")
+                lost_stored, duplicated_stored = await lost_turns(redis.url, run.sent, problems)
+                for event_id in [e for e in run.acked if e not in run.answered][:5]:
+                    thread = event_id.split(":", 1)[1].split(".")[0] + ".000100"
+                    problems.append(f"unanswered {event_id}: thread replies {slack.replies(thread)}")
             finally:
                 await web.close()
                 await stop_fleet(fleet)
     finally:
         redis.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            shutil.copytree(workdir, keep, dirs_exist_ok=True)
+            shutil.rmtree(workdir, ignore_errors=True)
     recovery = [run.answered[e] - t for e, t in run.orphans.items() if e in run.answered]
+    since_first = [run.answered[e] - t for e, t in run.first_orphaned.items() if e in run.answered]
     lost = [e for e in run.acked if e not in run.answered]
     return {
         "seconds": round(elapsed, 1),
@@ -224,11 +244,13 @@ async def chaos(seconds: float, sessions: int) -> dict[str, Any]:
         "lost": len(lost) + lost_stored,
         "duplicates": duplicates + duplicated_stored,
         "inbox_left": left,
+        "problems": problems[:20],
         "orphaned": len(run.orphans),
         "recovery_s": {
             "p50": round(statistics.median(recovery), 2) if recovery else None,
             "p99": round(percentile(recovery, 0.99), 2) if recovery else None,
             "max": round(max(recovery), 2) if recovery else None,
+            "max_since_first_kill": round(max(since_first), 2) if since_first else None,
         },
     }
 
@@ -241,7 +263,10 @@ def report(result: dict[str, Any]) -> bool:
     )
     print(f"  Slack: {result['slack_acknowledged']} acknowledged, {result['slack_answered']} answered")
     print(f"  web: {result['web_answered']} answered")
-    print(f"  orphaned by a kill: {result['orphaned']}; recovery p50 {recovery['p50']} s, p99 {recovery['p99']} s")
+    print(
+        f"  orphaned by a kill: {result['orphaned']}; recovery p50 {recovery['p50']} s, p99 {recovery['p99']} s, "
+        f"max {recovery['max']} s (from the first kill that orphaned a message: {recovery['max_since_first_kill']} s)"
+    )
     p99 = recovery["p99"]
     checks = [
         ("lost = 0", result["lost"] == 0, result["lost"]),
@@ -251,6 +276,8 @@ def report(result: dict[str, Any]) -> bool:
     ]
     for name, ok, observed in checks:
         print(f"  [{'PASS' if ok else 'FAIL'}] {name}: {observed}")
+    for problem in result["problems"]:
+        print(f"  problem: {problem}")
     return all(ok for _, ok, _ in checks)
 
 
@@ -259,8 +286,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--keep", type=Path, help="keep the processes' logs in this folder")
     args = parser.parse_args()
-    result = asyncio.run(chaos(args.seconds, args.sessions))
+    result = asyncio.run(chaos(args.seconds, args.sessions, args.keep))
     ok = report(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

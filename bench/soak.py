@@ -127,8 +127,9 @@ class Load:
             self.sent[f"web:{session_id}"] = n
 
 
-async def lost_turns(redis_url: str, sent: dict[str, int]) -> tuple[int, int]:
-    """(lost or out-of-order user messages, duplicated ones) according to what Redis holds."""
+async def lost_turns(redis_url: str, sent: dict[str, int], problems: list[str] | None = None) -> tuple[int, int]:
+    """(lost or out-of-order user messages, duplicated ones) according to what Redis holds; each session that has
+    either is described in ``problems`` when given."""
     store = RedisStore.from_url(redis_url)
     lost = duplicated = 0
     try:
@@ -142,9 +143,13 @@ async def lost_turns(redis_url: str, sent: dict[str, int]) -> tuple[int, int]:
             record = await store.get(key)
             asked = [m.content for m in record.messages if m.role == "user"] if record else []
             expected = [f"q{n}" for n in range(count)]
-            duplicated += max(0, len(asked) - len(set(asked)))
+            twice = max(0, len(asked) - len(set(asked)))
             # A message sent at the deadline may have been answered after the load stopped counting.
-            lost += sum(1 for q in expected if q not in asked) + (asked[: len(expected)] != expected)
+            missing = sum(1 for q in expected if q not in asked) + (asked[: len(expected)] != expected)
+            duplicated += twice
+            lost += missing
+            if problems is not None and (twice or missing):
+                problems.append(f"{name}: sent {count}, stored {asked}")
     finally:
         await store.aclose()
     return lost, duplicated

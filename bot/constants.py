@@ -5,7 +5,7 @@ SESSION_INDEX_KEY = f"{KEY_PREFIX}:sessions"  # sorted set: session id -> last a
 
 IDLE_TTL_S = 7 * 86_400  # 7 days without a turn and a session is gone
 DEDUPE_TTL_S = 86_400  # 1 day: how long an answered delivery id is remembered
-LEASE_TTL_S = 15.0  # renewed every third of it while a turn runs: a crashed holder blocks its session 15 s at most
+LEASE_TTL_S = 10.0  # renewed every third of it while a turn runs: a crashed holder blocks its session 10 s at most
 LEASE_WAIT_S = 150.0  # how long a turn waits for a busy session before giving up
 # How long a turn waits for its message's embedding (started before the model call) before going on without
 # recall: a slow embedding endpoint must not hold the reply back for its whole timeout and retries.
@@ -28,7 +28,7 @@ REDIS_RETRY_BASE_S = 0.05
 REDIS_RETRY_CAP_S = 1.0
 REDIS_CLUSTER_NODE_CONNECTIONS = 1_000  # per cluster node; redis-py's cluster client refuses, not waits, past it
 
-INBOX_VISIBILITY_S = 15.0  # an entry whose worker stopped heart-beating this long is taken by another worker
+INBOX_VISIBILITY_S = 10.0  # an entry whose worker stopped heart-beating this long is taken by another worker
 INBOX_SHARDS = 4  # Redis: streams the inbox is spread over (each session always lands in the same one)
 INBOX_MAX_ATTEMPTS = 5  # an entry handed out this many times without finishing is set aside for an operator
 INBOX_POLL_S = 0.2  # SQLite: how often a worker looks for entries another process recorded

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bot.inbox.redis import RedisInbox
@@ -134,9 +135,11 @@ async def test_sigkill_on_the_embedded_store_loses_nothing(
 async def test_sigkill_mid_turn_is_answered_by_another_process(
     processes: int, tmp_path: Path, redis_url: str, fake_slack: FakeSlack, fake_openai: FakeOpenAI
 ) -> None:
-    """Everything goes to one process, which dies in its model calls; the others take its entries over."""
+    """Slack events and web chat messages reach one process, which dies in their model calls: the other processes
+    take the Slack messages over from the inbox, and the web client's resend (same message_id) is answered once."""
     fleet = await start_fleet(processes, tmp_path, redis_url, fake_slack, fake_openai, **FAST_RECOVERY)
     threads = [thread_ts(100 + n) for n in range(6)]
+    tabs = [f"durable-tab-{n:04d}" for n in range(4)]
     store = RedisStore.from_url(redis_url)
     inbox = RedisInbox(redis_client(redis_url), consumer="checker")
     model = asyncio.Event()
@@ -145,19 +148,44 @@ async def test_sigkill_mid_turn_is_answered_by_another_process(
         await model.wait()
         return echo_responder(messages)
 
+    async def web_chat(tab: str) -> str:
+        """Send one message to process 0; when it dies, resend the same message_id to the next live process."""
+        body = {"session_id": tab, "message": f"{tab} question", "message_id": f"{tab}-0"}
+        for attempt in range(2_000):
+            url = fleet.urls[0] if fleet.procs[0].poll() is None else fleet.urls[1 + attempt % (processes - 1)]
+            try:
+                async with fleet.http.post(f"{url}/api/chat", json=body) as response:
+                    if response.status == 200:
+                        return str((await response.json())["reply"])
+                    assert response.status == 409, await response.text()  # still in progress elsewhere
+            except (aiohttp.ClientError, OSError):
+                pass  # that process died: resend
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{tab} was never answered")
+
     fake_openai.responder = held_echo
     try:
         await send_all(fleet, fake_slack, threads, 2, to=0)
+        chats = asyncio.gather(*(web_chat(tab) for tab in tabs))
         # Every process has taken some first messages and is waiting on the model with them.
-        await until(lambda: len(fake_openai.requests) >= len(threads), "every thread's turn to reach the model")
+        total = len(threads) + len(tabs)
+        await until(lambda: len(fake_openai.requests) >= total, "every conversation to reach the model")
         fleet.kill(0)
         model.set()
+        assert await chats == [f"echo: {tab} question" for tab in tabs]
         await assert_answered_once(fake_slack, store, inbox, threads, 2)
+        for tab in tabs:
+            record = await store.get(SessionKey("web", None, tab, None, tab))
+            assert record is not None and [m.content for m in record.messages] == [
+                f"{tab} question",
+                f"echo: {tab} question",
+            ]
         # Follow-ups in those threads remember the recovered messages, wherever they land.
         for thread in threads:
             assert await fleet.deliver(1, mention(fake_slack, thread=thread, n=2)) == 200
         await assert_answered_once(fake_slack, store, inbox, threads, 3)
     finally:
+        model.set()
         await stop_fleet(fleet)
         await store.aclose()
         await inbox.aclose()
@@ -182,6 +210,34 @@ async def test_sigkill_between_the_save_and_the_post_finishes_the_started_reply(
         assert len(fake_openai.requests) == 1, "the saved answer is posted, the model is not asked again"
     finally:
         release.set()
+        await stop_fleet(fleet)
+        await store.aclose()
+        await inbox.aclose()
+
+
+async def test_sigkill_while_slack_creates_the_reply_finishes_that_reply(
+    tmp_path: Path, redis_url: str, fake_slack: FakeSlack, fake_openai: FakeOpenAI
+) -> None:
+    """Slack has created the reply's message but its answer never reached the process, so nothing noted where the
+    reply went: the process restarted finds the unfinished message in the thread and finishes it, once."""
+    fleet = await start_fleet(1, tmp_path, redis_url, fake_slack, fake_openai, **FAST_RECOVERY)
+    first, second = thread_ts(250), thread_ts(251)
+    store = RedisStore.from_url(redis_url)
+    inbox = RedisInbox(redis_client(redis_url), consumer="checker")
+    try:
+        # An earlier, finished reply in the same thread must not be taken for the started one.
+        assert await fleet.deliver(0, mention(fake_slack, thread=first, n=0)) == 200
+        await assert_answered_once(fake_slack, store, inbox, [first], 1)
+        release = fake_slack.hold("chat.startStream", applied=True)
+        assert await fleet.deliver(0, mention(fake_slack, thread=first, n=1)) == 200
+        assert await fleet.deliver(0, mention(fake_slack, thread=second, n=0)) == 200
+        await until(fake_slack.held["chat.startStream"].is_set, "a reply to be started")
+        fleet.kill(0)
+        release.set()
+        await fleet.respawn(0)
+        await assert_answered_once(fake_slack, store, inbox, [first], 2)
+        await assert_answered_once(fake_slack, store, inbox, [second], 1)
+    finally:
         await stop_fleet(fleet)
         await store.aclose()
         await inbox.aclose()
@@ -223,6 +279,8 @@ async def test_a_store_down_at_intake_is_a_503_and_slacks_retry_is_answered_once
     try:
         server.stop()
         assert await fleet.deliver(0, payload) == 503  # not acknowledged: Slack delivers it again
+        async with fleet.http.get(f"{fleet.urls[0]}/readyz") as response:
+            assert response.status == 503
         server.start()
         assert await fleet.deliver(0, payload, retry=1) == 200
         assert await fleet.deliver(0, payload, retry=2) == 200  # recorded once, whatever the retries

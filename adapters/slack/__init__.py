@@ -41,7 +41,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.reply import Replier, slack_error
+from adapters.slack.reply import Replier, reply_tag, slack_error, tagged_for
 from adapters.slack.translate import command_of, is_user_text, split_message, to_incoming, to_inert_text, workspace_of
 from bot.adapter import HttpRoute
 from bot.config import Settings
@@ -83,6 +83,7 @@ class _Intake:
 
 
 _INTAKE: ContextVar[_Intake | None] = ContextVar("slack_intake", default=None)
+_TS = re.compile(r"\d+\.\d+")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")  # Unix seconds, ASCII digits only (int() would take "１２" or " 12 ")
 # What a Web API call raises when Slack answers with an error or cannot be reached (refused, reset, timed out).
 _CALL_FAILED = (SlackClientError, ClientError, TimeoutError)
@@ -114,6 +115,7 @@ class SlackAdapter:
         self._socket: AsyncSocketModeHandler | None = None
         self._desk: Desk | None = None
         self._intake = True
+        self._bot_identity: tuple[str | None, str | None] | None = None
         self._threads: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._not_in_thread: dict[tuple[str, str], float] = {}
 
@@ -442,7 +444,10 @@ class SlackAdapter:
             await self._command(word, msg, thread_ts=thread_ts, ephemeral=word == "export")
             return
         session_id = self._bot.session_id(msg)
+        existing = delivery.reply_ref
         try:
+            if existing is None and delivery.redelivered:
+                existing = await self._started_reply(msg)
             if assistant and thread_ts is not None:
                 await self.client.assistant_threads_setStatus(
                     channel_id=channel, thread_ts=thread_ts, status=THINKING_STATUS
@@ -454,8 +459,9 @@ class SlackAdapter:
                     thread_ts=thread_ts,
                     team_id=msg.workspace,
                     user_id=msg.user,
-                    existing_ts=delivery.reply_ref,
+                    existing_ts=existing,
                     on_posted=attempt.note_reply,
+                    tag=reply_tag(msg.event_id),
                 )
             if not posted and delivery.redelivered and attempt.holds():
                 saved = await self._bot.stored_reply(msg)
@@ -463,7 +469,11 @@ class SlackAdapter:
                     log.info("posting the saved reply of a redelivered message", extra={"session_id": session_id})
                     posted = saved
                     await self._replier.finish(
-                        channel=channel, thread_ts=thread_ts, existing_ts=delivery.reply_ref, text=saved
+                        channel=channel,
+                        thread_ts=thread_ts,
+                        existing_ts=existing,
+                        text=saved,
+                        tag=reply_tag(msg.event_id),
                     )
             if posted and thread_ts is not None:
                 self._remember_thread(channel, thread_ts)
@@ -476,7 +486,46 @@ class SlackAdapter:
         except Exception:
             log.exception("answering %s failed", msg.event_id, extra={"session_id": session_id})
             with contextlib.suppress(SlackApiError):
-                await self._replier.post(channel=channel, thread_ts=thread_ts, text=SORRY_TEXT)
+                await self._replier.post(
+                    channel=channel, thread_ts=thread_ts, text=SORRY_TEXT, tag=reply_tag(msg.event_id)
+                )
+
+    async def _started_reply(self, msg: IncomingMessage) -> str | None:
+        """The reply an earlier attempt at ``msg`` started without living to note it (it died while Slack created the
+        message): the bot's first message after ``msg`` in its thread or DM that is marked as its reply, or that is
+        marked as no message's reply (a stream that never stopped: Slack takes metadata only when a stream stops).
+
+        In a thread several people share, another person's unfinished reply could be taken for it; the result then
+        is that one reply holds the other's text, never a lost one.
+        """
+        user_ts = msg.event_id.partition(":")[2]
+        try:
+            bot_user_id, bot_id = await self._identity()
+            if msg.thread is not None:
+                page = await self.client.conversations_replies(
+                    channel=msg.channel, ts=msg.thread, limit=200, include_all_metadata=True
+                )
+            else:
+                page = await self.client.conversations_history(
+                    channel=msg.channel, oldest=user_ts, limit=200, include_all_metadata=True
+                )
+        except (SlackApiError, *_CALL_FAILED) as exc:
+            log.info("could not look for a started reply to %s: %s", msg.event_id, type(exc).__name__)
+            return None
+        later = sorted((m for m in page.get("messages", []) if _ts_after(m.get("ts"), user_ts)), key=_ts_order)
+        for message in later:
+            if message.get("bot_id") == bot_id or (bot_user_id and message.get("user") == bot_user_id):
+                answers = tagged_for(message)
+                if answers is None or answers == msg.event_id:
+                    return str(message["ts"])
+        return None
+
+    async def _identity(self) -> tuple[str | None, str | None]:
+        """The bot's user id and bot id, asked of Slack once."""
+        if self._bot_identity is None:
+            response = await self.client.auth_test()
+            self._bot_identity = (response.get("user_id"), response.get("bot_id"))
+        return self._bot_identity
 
     async def _command(self, word: str, msg: IncomingMessage, *, thread_ts: str | None, ephemeral: bool) -> None:
         assert self._bot is not None
@@ -495,6 +544,20 @@ class SlackAdapter:
             if ephemeral:
                 await self._replier.post_ephemeral(channel=msg.channel, user=msg.user, thread_ts=thread_ts, text=text)
             else:
-                await self._replier.post(channel=msg.channel, thread_ts=thread_ts, text=text)
+                await self._replier.post(
+                    channel=msg.channel, thread_ts=thread_ts, text=text, tag=reply_tag(msg.event_id)
+                )
         except SlackApiError as exc:
             log.error("Slack refused the %s answer: %s", word, slack_error(exc), extra={"session_id": key.id})
+
+
+def _ts_order(message: dict[str, Any]) -> tuple[int, int]:
+    seconds, _, micros = str(message.get("ts", "0")).partition(".")
+    return int(seconds or 0), int(micros or 0)
+
+
+def _ts_after(ts: Any, reference: str) -> bool:
+    """Whether Slack timestamp ``ts`` is later than ``reference`` (both ``seconds.micros``)."""
+    if not isinstance(ts, str) or not _TS.fullmatch(ts) or not _TS.fullmatch(reference):
+        return False
+    return _ts_order({"ts": ts}) > _ts_order({"ts": reference})

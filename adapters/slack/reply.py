@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -34,6 +35,23 @@ def slack_error(exc: SlackApiError) -> str:
     return str(data.get("error", "unknown")) if isinstance(data, dict) else "unknown"
 
 
+REPLY_EVENT = "supportbot_reply"  # the metadata event type that marks a reply with the message it answers
+
+
+def reply_tag(event_id: str) -> dict[str, Any]:
+    """Message metadata naming the message a reply answers, so a later attempt can tell its reply from others."""
+    return {"event_type": REPLY_EVENT, "event_payload": {"event_id": event_id}}
+
+
+def tagged_for(message: dict[str, Any]) -> str | None:
+    """The event id a bot message's metadata says it answers, or ``None`` when it carries none."""
+    metadata = message.get("metadata")
+    if not isinstance(metadata, dict) or metadata.get("event_type") != REPLY_EVENT:
+        return None
+    payload = metadata.get("event_payload")
+    return str(payload.get("event_id")) if isinstance(payload, dict) else None
+
+
 class Replier:
     """Delivers the core's reply chunks to one thread."""
 
@@ -41,12 +59,18 @@ class Replier:
         self._client = client
         self._stream = stream
 
-    async def post(self, *, channel: str, thread_ts: str | None, text: str) -> list[str]:
-        """Post ``text`` (markdown) into the thread, split when over Slack's limits; returns the parts' ``ts``."""
+    async def post(
+        self, *, channel: str, thread_ts: str | None, text: str, tag: dict[str, Any] | None = None
+    ) -> list[str]:
+        """Post ``text`` (markdown) into the thread, split when over Slack's limits; returns the parts' ``ts``.
+
+        ``tag`` (see :func:`reply_tag`) goes on the first part as its metadata.
+        """
         posted: list[str] = []
-        for part in split_message(text):
+        for index, part in enumerate(split_message(text)):
+            extra = {"metadata": tag} if tag is not None and index == 0 else {}
             response = await self._client.chat_postMessage(
-                channel=channel, thread_ts=thread_ts, text=to_mrkdwn(part), unfurl_links=False
+                channel=channel, thread_ts=thread_ts, text=to_mrkdwn(part), unfurl_links=False, **extra
             )
             posted.append(str(response["ts"]))
         return posted
@@ -66,19 +90,22 @@ class Replier:
         user_id: str,
         existing_ts: str | None = None,
         on_posted: Callable[[str], Awaitable[None]] | None = None,
+        tag: dict[str, Any] | None = None,
     ) -> str:
         """Show the reply as it is written; returns the whole text ("" when there was nothing to post).
 
         Args:
             existing_ts: a message an earlier attempt started (and died in): the whole reply is written there.
             on_posted: told the ``ts`` of the reply's first message as soon as Slack has created it.
+            tag: metadata for the reply's first message (see :func:`reply_tag`), set once the reply is complete (a
+                streamed message takes metadata only when it stops).
         """
         first = await anext(chunks, None)
         if first is None:
             return ""
         if existing_ts is not None:
             text = first + "".join([chunk async for chunk in chunks])
-            await self.finish(channel=channel, thread_ts=thread_ts, existing_ts=existing_ts, text=text)
+            await self.finish(channel=channel, thread_ts=thread_ts, existing_ts=existing_ts, text=text, tag=tag)
             return text
         if self._stream and thread_ts is not None:
             try:
@@ -98,18 +125,27 @@ class Replier:
                 ts = str(started["ts"])
                 if on_posted is not None:
                     await on_posted(ts)
-                return await self._continue_stream(chunks, channel=channel, ts=ts, text=first)
+                return await self._continue_stream(chunks, channel=channel, ts=ts, text=first, tag=tag)
         return await self._post_and_update(
-            chunks, channel=channel, thread_ts=thread_ts, text=first, on_posted=on_posted
+            chunks, channel=channel, thread_ts=thread_ts, text=first, on_posted=on_posted, tag=tag
         )
 
-    async def finish(self, *, channel: str, thread_ts: str | None, existing_ts: str | None, text: str) -> None:
+    async def finish(
+        self,
+        *,
+        channel: str,
+        thread_ts: str | None,
+        existing_ts: str | None,
+        text: str,
+        tag: dict[str, Any] | None = None,
+    ) -> None:
         """Show the whole of ``text``: in ``existing_ts`` (a message an earlier attempt started) when given and Slack
         still lets it be edited, else as new messages."""
         parts = split_message(text)
         if existing_ts is not None:
+            extra = {"metadata": tag} if tag is not None else {}
             try:
-                await self._client.chat_update(channel=channel, ts=existing_ts, text=to_mrkdwn(parts[0]))
+                await self._client.chat_update(channel=channel, ts=existing_ts, text=to_mrkdwn(parts[0]), **extra)
             except SlackApiError as exc:
                 log.info("the started reply %s cannot be finished (%s); posting it anew", existing_ts, slack_error(exc))
             else:
@@ -118,9 +154,11 @@ class Replier:
                         channel=channel, thread_ts=thread_ts or existing_ts, text=to_mrkdwn(part), unfurl_links=False
                     )
                 return
-        await self.post(channel=channel, thread_ts=thread_ts, text=text)
+        await self.post(channel=channel, thread_ts=thread_ts, text=text, tag=tag)
 
-    async def _continue_stream(self, chunks: AsyncIterator[str], *, channel: str, ts: str, text: str) -> str:
+    async def _continue_stream(
+        self, chunks: AsyncIterator[str], *, channel: str, ts: str, text: str, tag: dict[str, Any] | None
+    ) -> str:
         pending, last = "", time.monotonic()
         async for chunk in chunks:
             text += chunk
@@ -128,7 +166,7 @@ class Replier:
             if len(pending) >= STREAM_FLUSH_CHARS or time.monotonic() - last >= STREAM_FLUSH_S:
                 await self._client.chat_appendStream(channel=channel, ts=ts, markdown_text=pending)
                 pending, last = "", time.monotonic()
-        await self._client.chat_stopStream(channel=channel, ts=ts, markdown_text=pending or None)
+        await self._client.chat_stopStream(channel=channel, ts=ts, markdown_text=pending or None, metadata=tag)
         return text
 
     async def _post_and_update(
@@ -139,9 +177,11 @@ class Replier:
         thread_ts: str | None,
         text: str,
         on_posted: Callable[[str], Awaitable[None]] | None,
+        tag: dict[str, Any] | None,
     ) -> str:
+        extra = {"metadata": tag} if tag is not None else {}
         posted = await self._client.chat_postMessage(
-            channel=channel, thread_ts=thread_ts, text=to_mrkdwn(text[:MESSAGE_CHARS]), unfurl_links=False
+            channel=channel, thread_ts=thread_ts, text=to_mrkdwn(text[:MESSAGE_CHARS]), unfurl_links=False, **extra
         )
         ts, shown, last = str(posted["ts"]), text, time.monotonic()
         if on_posted is not None:

@@ -129,6 +129,8 @@ class InboxWorker:
     async def _answer(self, attempt: Attempt) -> None:
         delivery = attempt.delivery
         where = {"session_id": delivery.session_id, "event_id": delivery.message.event_id}
+        if delivery.redelivered:
+            log.info("inbox entry %s handed out again (attempt %d)", delivery.entry_id, delivery.attempts, extra=where)
         if delivery.attempts > self._max_attempts:
             log.error("giving up on inbox entry %s after %d attempts", delivery.entry_id, delivery.attempts - 1)
             await self._quietly(self.inbox.abandon(delivery, reason=f"{delivery.attempts - 1} attempts failed"))

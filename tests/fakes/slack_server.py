@@ -212,6 +212,7 @@ class FakeSlack(LoopbackFake):
         self._view_counter = 0
         self._calls_changed = asyncio.Event()
         self._holds: dict[str, asyncio.Event] = {}
+        self._applied_holds: set[str] = set()
         self.held: dict[str, asyncio.Event] = {}
         self._sockets: list[web.WebSocketResponse] = []
         self._ack_waiters: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
@@ -341,11 +342,14 @@ class FakeSlack(LoopbackFake):
         for _ in range(times):
             self._failures[method].append(_Failure(error=error, status=status, retry_after=retry_after))
 
-    def hold(self, method: str) -> asyncio.Event:
-        """Make calls to ``method`` wait (unanswered, unapplied) until the returned event is set; ``held[method]``
-        is set once the first such call has arrived, so a test can act while a client waits on Slack."""
+    def hold(self, method: str, *, applied: bool = False) -> asyncio.Event:
+        """Make calls to ``method`` wait unanswered until the returned event is set; ``held[method]`` is set once
+        the first such call has arrived, so a test can act while a client waits on Slack. With ``applied`` the call
+        takes effect first (the message exists) and only its answer waits."""
         self.held[method] = asyncio.Event()
         self._holds[method] = asyncio.Event()
+        if applied:
+            self._applied_holds.add(method)
         return self._holds[method]
 
     def disable_streaming(self) -> None:
@@ -537,7 +541,8 @@ class FakeSlack(LoopbackFake):
             return _json_response({"ok": False, "error": err.error})
         call = SlackCall(method=method, args=args, headers=headers, at=at)
         gate = self._holds.get(method)
-        if gate is not None:
+        applied = method in self._applied_holds
+        if gate is not None and not applied:
             self.held[method].set()
             await gate.wait()
         try:
@@ -546,6 +551,9 @@ class FakeSlack(LoopbackFake):
             return _json_response({"ok": False, "error": err.error}, status=err.status, headers=err.headers)
         finally:
             self._record(call)
+        if gate is not None and applied:
+            self.held[method].set()
+            await gate.wait()
         return _json_response(payload)
 
     def _record(self, call: SlackCall) -> None:
