@@ -336,7 +336,10 @@ class SupportBot:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SessionBusy(f"session {key.id} stayed busy for {self.options.lease_wait:.0f}s")
-            await asyncio.sleep(min(delay * (0.5 + random.random()), max(start.retry_after, 0.001), remaining))
+            pause = delay * (0.5 + random.random())
+            if start.retry_after > 0:  # the holder's lease ends sooner than the back-off: try right then
+                pause = min(pause, start.retry_after)
+            await asyncio.sleep(min(pause, remaining))
             delay = min(delay * 2, LEASE_RETRY_MAX_S)
 
     async def _locked_turn(
