@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
 import zlib
@@ -58,6 +59,7 @@ READ_COUNT = 100  # entries one read takes at most
 DEAD_MAX = 10_000  # entries kept in a shard's dead-letter stream
 RECLAIM_EVERY_S = 1.0  # how often a worker looks for entries to take over (and entries given back at shutdown)
 HEAD_RECHECK_S = 0.25  # how often entries waiting behind an earlier one of their session look again
+HEADS_CHECKED = 64  # held entries a take checks at least (the oldest first)
 
 # KEYS: stream, recorded marker, session queue ; ARGV: entry, dedupe ttl (ms), has session ('1'/'0')
 _PUT = """
@@ -342,9 +344,15 @@ class RedisInbox:
                 await asyncio.wait_for(self._arrived.wait(), timeout)
 
     async def _ready(self, limit: int) -> list[Delivery]:
-        """The held entries that head their session, handed out (at most one per session)."""
+        """The held entries that head their session, handed out (at most one per session).
+
+        Only the oldest few held entries of sessions not already being answered here are checked per take, so a
+        backlog of thousands costs a take no more than a handful of keys; the rest are looked at in later takes.
+        """
+        busy = {d.session_id for d in self._handed.values() if d.session_id}
+        waiting = (d for d in self._held.values() if not d.session_id or d.session_id not in busy)
         by_shard: dict[int, list[Delivery]] = {}
-        for delivery in self._held.values():
+        for delivery in heapq.nsmallest(max(4 * limit, HEADS_CHECKED), waiting, key=lambda d: d.enqueued):
             by_shard.setdefault(_split(delivery.entry_id)[0], []).append(delivery)
         ready: list[Delivery] = []
         for shard, candidates in by_shard.items():
@@ -355,7 +363,6 @@ class RedisInbox:
                 args = [_split(d.entry_id)[1] for d in with_session]
                 heads = set(await self._call("take", partial(self._heads, keys=keys, args=args)))
                 ready += [d for d in with_session if _split(d.entry_id)[1] in heads]
-        busy = {d.session_id for d in self._handed.values() if d.session_id}
         taken: list[Delivery] = []
         for delivery in sorted(ready, key=lambda d: d.enqueued):
             if len(taken) >= limit or (delivery.session_id and delivery.session_id in busy):
