@@ -102,5 +102,5 @@ def configure_logging(
         old.close()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "openai", "aiosqlite", "asyncio", "bm25s"):
+    for noisy in ("httpx", "httpx2", "httpcore", "openai", "aiosqlite", "asyncio", "bm25s"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
