@@ -49,6 +49,7 @@ from bot.inbox.base import (
     encode_entry,
 )
 from bot.memory.codec import MessageCodec
+from bot.memory.redis import redis_call
 from bot.messages import IncomingMessage
 
 log = logging.getLogger("supportbot.inbox")
@@ -203,13 +204,7 @@ class RedisInbox:
         return f"{_shard_tag(shard)}:replies"
 
     async def _call(self, what: str, op: Callable[[], Awaitable[Any]]) -> Any:
-        try:
-            return await op()
-        except (RedisError, OSError) as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError from exc
-            raise StoreUnavailable(f"redis inbox {what} failed: {type(exc).__name__}") from exc
+        return await redis_call(f"redis inbox {what}", op)
 
     # ------------------------------------------------------------------ recording
 

@@ -262,6 +262,21 @@ return 0
 """
 
 
+async def redis_call(what: str, op: Callable[[], Awaitable[T]]) -> T:
+    """``op()``, with redis-py's failures translated to :class:`StoreUnavailable` naming ``what`` failed.
+
+    redis-py's cluster client can turn a cancellation into a connection error; a caller being cancelled gets the
+    cancellation, not "the store is down".
+    """
+    try:
+        return await op()
+    except (RedisError, OSError) as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError from exc
+        raise StoreUnavailable(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+
+
 def redis_client(
     url: str, *, cluster: bool = False, max_connections: int = REDIS_MAX_CONNECTIONS, **client_options: Any
 ) -> aioredis.Redis | RedisCluster:
@@ -359,15 +374,7 @@ class RedisStore:
         return cls(client, limits=limits, codec=codec)
 
     async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await op()
-        except (RedisError, OSError) as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # redis-py's cluster client can turn a cancellation into a connection error; the caller is
-                # being cancelled, and that must propagate rather than read as "the store is down".
-                raise asyncio.CancelledError from exc
-            raise StoreUnavailable(f"redis {what} failed: {type(exc).__name__}: {exc}") from exc
+        return await redis_call(f"redis {what}", op)
 
     async def begin_turn(
         self,
