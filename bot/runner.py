@@ -101,7 +101,12 @@ class Runner:
         self._tasks.append(asyncio.create_task(self._watch_inbox(), name="supportbot-inbox-stats"))
         if self.worker is not None:
             self.worker.start()
-            say(f"inbox: {role} role, answering {', '.join(self.worker.platforms) or 'nothing recorded here'}")
+            answered = ", ".join(self.worker.platforms)
+            say(
+                f"inbox: answering {answered} messages recorded by any process ({role} role)"
+                if answered
+                else "inbox: idle, no Slack or Discord here (the web chat is answered in its request)"
+            )
         else:
             say("inbox: web role, recording messages for the workers")
 
