@@ -118,13 +118,13 @@ async def test_a_refused_post_is_an_escalation_failure(fake: FakeDiscord) -> Non
     assert [m["content"] for m in fake.messages(fake.channel_id)] == ["VPN down, again"]
 
 
-async def test_a_client_that_is_not_connected_is_an_escalation_failure(fake: FakeDiscord) -> None:
+async def test_a_client_that_is_not_logged_in_is_an_escalation_failure(fake: FakeDiscord) -> None:
     adapter = adapter_for(fake, fake.channel_id)
-    with pytest.raises(EscalationFailed, match="not ready"):
+    with pytest.raises(EscalationFailed, match="not logged in"):
         await adapter.post_escalation("before start")
     async with connected(fake, fake.channel_id) as started:
         pass
-    with pytest.raises(EscalationFailed, match="not ready"):
+    with pytest.raises(EscalationFailed, match="not logged in"):
         await started.post_escalation("after close")
     assert message_posts(fake) == []
 

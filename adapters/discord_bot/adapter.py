@@ -150,8 +150,9 @@ class DiscordAdapter:
         if not parts:
             raise EscalationFailed("the escalation text is empty")
         client = self._client
-        if client is None or not client.is_ready():
-            raise EscalationFailed("the Discord client is not ready")
+        # Logged in is enough: the post goes over REST, so a worker-role process without a gateway can make it.
+        if client is None or client.user is None:
+            raise EscalationFailed("the Discord client is not logged in")
         try:
             # The cache only knows what the gateway announced; an archived thread, say, has to be fetched.
             channel = client.get_channel(channel_id) or await client.fetch_channel(channel_id)
