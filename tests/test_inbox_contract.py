@@ -201,3 +201,21 @@ async def test_entries_are_encrypted_at_rest(backend: str, inbox_factory: InboxF
     assert delivery.message.text == "my home is 12 Quietlane Road"
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("inbox.db*"))
     assert b"Quietlane" not in raw
+
+
+async def test_an_unreadable_entry_is_set_aside_not_retried_forever(backend: str, inbox_factory: InboxFactory) -> None:
+    if backend == "memory":
+        pytest.skip("a memory inbox keeps messages as objects: nothing to misread")
+    sealed = inbox_factory("writer", codec=EncryptedCodec([KEY]))
+    await sealed.put(message(1), route={}, session_id="s1")
+    await sealed.put(message(2, session="s2"), route={}, session_id="s2")
+    if backend != "sqlite":
+        await sealed.aclose()
+    reader = inbox_factory("reader")  # no encryption key: neither entry can be read
+    for _ in range(600):  # shards are read side by side: wait for both, not for a time
+        assert await reader.take(limit=10, wait=0.1) == []
+        if reader.counters.abandoned == 2:
+            break
+    assert reader.counters.abandoned == 2
+    assert (await reader.stats()).depth == 0
+    assert await inbox_factory("writer", codec=EncryptedCodec([KEY])).take(limit=10, wait=0.2) == []

@@ -107,6 +107,16 @@ redis.call('HDEL', KEYS[3], ARGV[2])
 return 1
 """
 
+# KEYS: stream, session queue, replies, dead ; ARGV: group, entry id, entry as written, reason, dead max
+_ASIDE = """
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[3], 'reason', ARGV[4], 'entry', ARGV[2])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('LREM', KEYS[2], 1, ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+return 1
+"""
+
 # KEYS: stream, replies ; ARGV: group, consumer, min idle (ms), start, count.
 # Takes over idle entries; returns {next start, {{id, fields, deliveries, reply ref}...}}.
 _RECLAIM = """
@@ -179,6 +189,7 @@ class RedisInbox:
         self._extend = client.register_script(_EXTEND)
         self._done = client.register_script(_DONE)
         self._reclaim = client.register_script(_RECLAIM)
+        self._aside = client.register_script(_ASIDE)
         self._own = client.register_script(_OWN)
         self._held: dict[str, Delivery] = {}  # read into this consumer's pending list, not handed out yet
         self._handed: dict[str, Delivery] = {}  # handed to the worker, until done or released
@@ -239,15 +250,19 @@ class RedisInbox:
         self._readers.append(loop.create_task(self._reclaim_forever(), name="supportbot-inbox-reclaim"))
         self._readers.append(loop.create_task(self._heartbeat_forever(), name="supportbot-inbox-heartbeat"))
 
-    def _hold(self, shard: int, stream_id: str, fields: Any, *, attempts: int, reply_ref: str | None) -> None:
+    async def _hold(self, shard: int, stream_id: str, fields: Any, *, attempts: int, reply_ref: str | None) -> None:
         entry_id = _entry_id(shard, stream_id)
         if entry_id in self._held or entry_id in self._handed:
             return
-        raw = str((fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2], strict=True)))["e"])
+        values = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2], strict=True))
+        raw = str(values.get("e", ""))
         try:
             message, route, session_id = decode_entry(self._codec.unseal(raw))
         except (ValueError, StoreUnavailable) as exc:
-            log.error("inbox entry %s in shard %d cannot be read (%s); left for an operator", entry_id, shard, exc)
+            # Not retried forever by every worker: kept aside, as written, for an operator (a wrong encryption key
+            # makes every entry unreadable; they can be replayed once the key is right).
+            log.error("inbox entry %s cannot be read (%s); set aside in %s:dead", entry_id, exc, _shard_tag(shard))
+            await self._set_aside(shard, stream_id, raw, reason=f"unreadable: {exc}")
             return
         enqueued = int(stream_id.split("-", 1)[0]) / 1000
         self._held[entry_id] = Delivery(
@@ -267,14 +282,14 @@ class RedisInbox:
                     rows = await self._own(keys=keys, args=[GROUP, self.consumer])
                     for stream_id, fields, attempts, ref in rows:
                         self.counters.redeliveries += 1
-                        self._hold(shard, stream_id, fields, attempts=int(attempts), reply_ref=ref)
+                        await self._hold(shard, stream_id, fields, attempts=int(attempts), reply_ref=ref)
                     own_read = True
                 reply: Any = await self._client.xreadgroup(
                     GROUP, self.consumer, {self._stream(shard): ">"}, count=READ_COUNT, block=READ_BLOCK_MS
                 )
                 for _, entries in reply or []:
                     for stream_id, fields in entries:
-                        self._hold(shard, stream_id, fields, attempts=1, reply_ref=None)
+                        await self._hold(shard, stream_id, fields, attempts=1, reply_ref=None)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a reader must outlive any one failure, or its shard goes unread
@@ -310,7 +325,7 @@ class RedisInbox:
                     continue  # this worker's own, idle through an outage: it still holds it
                 self.counters.redeliveries += 1
                 self.counters.claimed_from_dead += 1
-                self._hold(shard, stream_id, fields, attempts=int(attempts), reply_ref=ref)
+                await self._hold(shard, stream_id, fields, attempts=int(attempts), reply_ref=ref)
             if start == "0-0" or not rows:
                 return
 
@@ -410,12 +425,18 @@ class RedisInbox:
 
     async def abandon(self, delivery: Delivery, *, reason: str) -> None:
         shard = _split(delivery.entry_id)[0]
-        dead = f"{_shard_tag(shard)}:dead"
         body = self._codec.seal(encode_entry(delivery.message, route=delivery.route, session_id=delivery.session_id))
-        fields: dict[Any, Any] = {"e": body, "reason": reason, "entry": delivery.entry_id}
-        await self._call("abandon", lambda: self._client.xadd(dead, fields, maxlen=DEAD_MAX, approximate=True))
+        await self._set_aside(shard, _split(delivery.entry_id)[1], body, reason=reason, session_id=delivery.session_id)
+        self._handed.pop(delivery.entry_id, None)
+        self._held.pop(delivery.entry_id, None)
+        self._arrived.set()
+
+    async def _set_aside(self, shard: int, stream_id: str, raw: str, *, reason: str, session_id: str = "") -> None:
+        """Move an entry to the shard's dead-letter stream and out of the inbox, in one script."""
+        keys = [self._stream(shard), self._queue(shard, session_id), self._replies(shard), f"{_shard_tag(shard)}:dead"]
+        args: list[str | int] = [GROUP, stream_id, raw, reason, DEAD_MAX]
+        await self._call("set aside", lambda: self._aside(keys=keys, args=args))
         self.counters.abandoned += 1
-        await self.done(delivery)
 
     async def note_reply(self, delivery: Delivery, ref: str) -> None:
         shard, stream_id = _split(delivery.entry_id)

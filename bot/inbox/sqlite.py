@@ -8,6 +8,7 @@ file (WAL, immediate transactions). A worker finds entries another process recor
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -22,6 +23,8 @@ from bot.errors import StoreUnavailable
 from bot.inbox.base import Delivery, InboxCounters, InboxStats, PendingEntry, Route, decode_entry, encode_entry
 from bot.memory.codec import MessageCodec
 from bot.messages import IncomingMessage
+
+log = logging.getLogger("supportbot.inbox")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
@@ -174,14 +177,23 @@ class SqliteInbox:
                 (now + self._visibility, self.consumer, *previous),
             )
             rows = sorted(await cur.fetchall(), key=lambda r: r["id"])
-        return [self._delivery(row, previous=previous[row["id"]]) for row in rows]
+            deliveries = []
+            for row in rows:
+                try:
+                    deliveries.append(self._delivery(row, previous=previous[row["id"]]))
+                except (ValueError, StoreUnavailable) as exc:
+                    # Not retried forever: kept aside, as written, for an operator (a wrong encryption key makes
+                    # every entry unreadable; they can be replayed once the key is right).
+                    log.error("inbox entry %s cannot be read (%s); set aside in inbox_dead", row["id"], exc)
+                    await self._set_aside(db, int(row["id"]), reason=f"unreadable: {exc}")
+        return deliveries
 
     def _delivery(self, row: Any, *, previous: str | None) -> Delivery:
+        message, route, session_id = decode_entry(self._codec.unseal(row["body"]))
         if row["attempts"] > 1:
             self.counters.redeliveries += 1
             if previous not in (None, self.consumer):
                 self.counters.claimed_from_dead += 1
-        message, route, session_id = decode_entry(self._codec.unseal(row["body"]))
         return Delivery(
             entry_id=str(row["id"]),
             message=message,
@@ -225,14 +237,18 @@ class SqliteInbox:
 
     async def abandon(self, delivery: Delivery, *, reason: str) -> None:
         async with self._tx() as db:
-            await db.execute(
-                "INSERT OR IGNORE INTO inbox_dead (id, session_id, body, reason, at) "
-                "SELECT id, session_id, body, ?, ? FROM inbox WHERE id = ?",
-                (reason, time.time(), int(delivery.entry_id)),
-            )
-            await db.execute("DELETE FROM inbox WHERE id = ?", (int(delivery.entry_id),))
-        self.counters.abandoned += 1
+            await self._set_aside(db, int(delivery.entry_id), reason=reason)
         self._arrived.set()
+
+    async def _set_aside(self, db: aiosqlite.Connection, entry_id: int, *, reason: str) -> None:
+        """Move an entry to ``inbox_dead`` (inside the caller's transaction)."""
+        await db.execute(
+            "INSERT OR IGNORE INTO inbox_dead (id, session_id, body, reason, at) "
+            "SELECT id, session_id, body, ?, ? FROM inbox WHERE id = ?",
+            (reason, time.time(), entry_id),
+        )
+        await db.execute("DELETE FROM inbox WHERE id = ?", (entry_id,))
+        self.counters.abandoned += 1
 
     async def note_reply(self, delivery: Delivery, ref: str) -> None:
         async with self._tx() as db:
