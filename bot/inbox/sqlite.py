@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
@@ -22,6 +19,7 @@ from bot.constants import DEDUPE_TTL_S, INBOX_POLL_S, INBOX_VISIBILITY_S
 from bot.errors import StoreUnavailable
 from bot.inbox.base import Delivery, InboxCounters, InboxStats, PendingEntry, Route, decode_entry, encode_entry
 from bot.memory.codec import MessageCodec
+from bot.memory.sqlite_file import SqliteFile
 from bot.messages import IncomingMessage
 
 log = logging.getLogger("supportbot.inbox")
@@ -81,49 +79,15 @@ class SqliteInbox:
     ) -> None:
         self.consumer = consumer
         self.counters = InboxCounters()
-        self._path = path
         self._codec = codec or MessageCodec()
         self._visibility = visibility
         self._dedupe_ttl = dedupe_ttl
         self._poll = poll
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        # A turn's lease is no longer than the visibility timeout, so a longer wait means a stuck process.
+        self._file = SqliteFile(path, schema=_SCHEMA, what="sqlite inbox", busy_wait=visibility)
+        self._tx = self._file.transaction
         self._arrived = asyncio.Event()
-        self._closed = False
         self._recovered = False
-
-    async def _conn(self) -> aiosqlite.Connection:
-        if self._closed:
-            raise StoreUnavailable("the sqlite inbox is closed")
-        if self._db is None:
-            try:
-                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-                db = await aiosqlite.connect(self._path, timeout=30.0, isolation_level=None)
-                db.row_factory = sqlite3.Row
-                await db.execute("PRAGMA journal_mode=WAL")
-                await db.execute("PRAGMA synchronous=NORMAL")
-                # As the store's: a message removed from the inbox leaves no text in the file's free pages.
-                await db.execute("PRAGMA secure_delete=ON")
-                await db.executescript(_SCHEMA)
-            except (sqlite3.Error, OSError) as exc:
-                raise StoreUnavailable(f"cannot open the sqlite inbox at {self._path}: {exc}") from exc
-            self._db = db
-        return self._db
-
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            db = await self._conn()
-            try:
-                await db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                except BaseException:
-                    await db.execute("ROLLBACK")
-                    raise
-                await db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"sqlite inbox failed: {exc}") from exc
 
     async def put(self, message: IncomingMessage, *, route: Route, session_id: str) -> bool:
         now = time.time()
@@ -292,8 +256,4 @@ class SqliteInbox:
             await db.execute("SELECT 1 FROM inbox LIMIT 1")
 
     async def aclose(self) -> None:
-        self._closed = True
-        async with self._lock:
-            if self._db is not None:
-                db, self._db = self._db, None
-                await db.close()
+        await self._file.aclose()

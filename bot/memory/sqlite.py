@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiosqlite
 
@@ -32,10 +27,9 @@ from bot.memory.base import (
     TurnStart,
 )
 from bot.memory.codec import MessageCodec
+from bot.memory.sqlite_file import SqliteFile
 from bot.messages import StoredMessage
 from bot.session import SessionKey
-
-T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -103,10 +97,6 @@ CREATE TABLE IF NOT EXISTS seen (
 ) WITHOUT ROWID;
 """
 
-# Back-off between attempts when SQLite reports a lock it would not wait for.
-_BUSY_RETRY_MIN_S = 0.002  # 2 ms
-_BUSY_RETRY_MAX_S = 0.1  # 100 ms
-
 _CHILD_TABLES = ("messages", "session_users", "seen", "entities", "recall", "audit")
 # Columns added after the first release, for databases created before them.
 _ADDED_COLUMNS = {
@@ -115,29 +105,13 @@ _ADDED_COLUMNS = {
 }
 
 
-def _is_busy(exc: sqlite3.Error) -> bool:
-    return exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # the primary code of SQLITE_BUSY_* too
-
-
-async def _create_schema(db: aiosqlite.Connection) -> None:
-    """The tables, in one immediate transaction, so a second process opening the file meanwhile waits for it."""
-    await db.execute("BEGIN IMMEDIATE")
-    try:
-        statement = ""
-        for line in _SCHEMA.splitlines(keepends=True):
-            statement += line
-            if sqlite3.complete_statement(statement):
-                await db.execute(statement)
-                statement = ""
-        cur = await db.execute("PRAGMA table_info(sessions)")
-        present = {row[1] for row in await cur.fetchall()}
-        for column, ddl in _ADDED_COLUMNS.items():
-            if column not in present:
-                await db.execute(ddl)
-        await db.execute("COMMIT")
-    finally:
-        if db.in_transaction:
-            await db.execute("ROLLBACK")
+async def _add_columns(db: aiosqlite.Connection) -> None:
+    """Columns added after the first release, for databases created before them."""
+    cur = await db.execute("PRAGMA table_info(sessions)")
+    present = {row[1] for row in await cur.fetchall()}
+    for column, ddl in _ADDED_COLUMNS.items():
+        if column not in present:
+            await db.execute(ddl)
 
 
 async def _scalar(db: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
@@ -170,75 +144,11 @@ class SqliteStore:
     def __init__(self, path: str, *, limits: StoreLimits | None = None, codec: MessageCodec | None = None) -> None:
         self.limits = limits or StoreLimits()
         self._codec = codec or MessageCodec()
-        self._path = path
-        self._db: aiosqlite.Connection | None = None
-        self._closed = False
-        # One connection serves every coroutine; transactions on it must not interleave.
-        self._lock = asyncio.Lock()
-
-    async def _conn(self) -> aiosqlite.Connection:
-        if self._closed:
-            raise StoreUnavailable("the sqlite store is closed")
-        if self._db is None:
-            try:
-                if self._path != ":memory:":
-                    Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-                # The busy timeout makes SQLite itself wait for another connection's write lock.
-                db = await aiosqlite.connect(self._path, timeout=self._busy_wait, isolation_level=None)
-            except (sqlite3.Error, OSError) as exc:
-                raise StoreUnavailable(f"cannot open sqlite store at {self._path}: {exc}") from exc
-            try:
-                db.row_factory = sqlite3.Row
-                await self._when_free(lambda: db.execute("PRAGMA journal_mode=WAL"))
-                await db.execute("PRAGMA synchronous=NORMAL")
-                # Deleted rows are overwritten with zeros, not just unlinked: an erased conversation must not
-                # linger in free pages (the write-ahead log is truncated after each deletion, see delete()).
-                await db.execute("PRAGMA secure_delete=ON")
-                await self._when_free(lambda: _create_schema(db))
-            except (sqlite3.Error, OSError) as exc:
-                await db.close()  # its worker thread would otherwise keep the process alive
-                raise StoreUnavailable(f"cannot open sqlite store at {self._path}: {exc}") from exc
-            self._db = db
-        return self._db
-
-    @property
-    def _busy_wait(self) -> float:
-        """How long to wait for the file's write lock: as long as a turn may hold its session. Transactions last
-        milliseconds, so a longer wait means a stuck process, not load."""
-        return self.limits.lease_ttl
-
-    async def _when_free(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """``attempt()``, again after a short back-off while SQLite answers "database is locked" without waiting.
-
-        SQLite's busy timeout does not cover every case: where waiting could deadlock (two connections that both
-        read and then want to write, as when two processes switch a new file to WAL or create its tables at the
-        same moment) it fails at once, and expects the caller to start over.
-        """
-        deadline = time.monotonic() + self._busy_wait
-        delay = _BUSY_RETRY_MIN_S
-        while True:
-            try:
-                return await attempt()
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() >= deadline:
-                    raise
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, _BUSY_RETRY_MAX_S)
-
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            db = await self._conn()
-            try:
-                await self._when_free(lambda: db.execute("BEGIN IMMEDIATE"))
-                try:
-                    yield db
-                    await db.execute("COMMIT")
-                finally:
-                    if db.in_transaction:
-                        await db.execute("ROLLBACK")
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"sqlite store failed: {exc}") from exc
+        # A turn may hold its session this long, so a longer wait for the file's lock means a stuck process.
+        self._file = SqliteFile(
+            path, schema=_SCHEMA, migrate=_add_columns, what="sqlite store", busy_wait=self.limits.lease_ttl
+        )
+        self._tx = self._file.transaction
 
     async def _drop(self, db: aiosqlite.Connection, session_id: str) -> None:
         for table in _CHILD_TABLES:
@@ -592,8 +502,7 @@ class SqliteStore:
         Raises:
             StoreUnavailable: another connection kept the log in use past the busy timeout.
         """
-        async with self._lock:
-            db = await self._conn()
+        async with self._file.connection() as db:
             try:
                 busy = await _scalar(db, "PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
@@ -624,8 +533,4 @@ class SqliteStore:
             await db.execute("SELECT 1")
 
     async def aclose(self) -> None:
-        self._closed = True
-        async with self._lock:
-            if self._db is not None:
-                db, self._db = self._db, None
-                await db.close()
+        await self._file.aclose()
