@@ -6,7 +6,6 @@ It starts them in order and closes them in reverse order, giving in-flight turns
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
@@ -18,6 +17,7 @@ from bot.config import Settings
 from bot.core import SupportBot
 from bot.errors import StoreUnavailable
 from bot.inbox import Inbox, InboxWorker
+from bot.inbox.worker import cancel_and_wait
 from bot.memory import SessionStore
 
 log = logging.getLogger("supportbot.runner")
@@ -53,6 +53,7 @@ class Runner:
         self.inbox: Inbox | None = None
         self.worker: InboxWorker | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     async def start(self, *, say: Callable[[str], None] = print) -> None:
         """Open the store, build the bot, start every enabled adapter and the background tasks."""
@@ -113,7 +114,7 @@ class Runner:
     async def _watch_inbox(self) -> None:
         """Refresh the inbox's depth and age for ``/metrics`` and ``/readyz``."""
         assert self.bot is not None and self.inbox is not None
-        while True:
+        while not self._stopping:
             try:
                 self.bot.metrics.inbox_stats(await self.inbox.stats())
             except StoreUnavailable as exc:
@@ -138,6 +139,7 @@ class Runner:
            restarted) to answer; their turns are cancelled before they save, so they are answered once.
         3. Adapters close (newest first), after their replies were posted; then the inbox and the store.
         """
+        self._stopping = True
         deadline = time.monotonic() + self.settings.server.shutdown_grace
         for adapter in reversed(self.adapters):
             if isinstance(adapter, Drains):
@@ -155,11 +157,7 @@ class Runner:
             except Exception:
                 log.exception("closing adapter %s failed", adapter.name)
         self.adapters.clear()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(set(self._tasks))
         self._tasks.clear()
         if self.inbox is not None:
             await self.inbox.aclose()

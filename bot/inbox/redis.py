@@ -48,6 +48,7 @@ from bot.inbox.base import (
     dedupe_key,
     encode_entry,
 )
+from bot.inbox.worker import cancel_and_wait
 from bot.memory.codec import MessageCodec
 from bot.memory.redis import redis_call
 from bot.messages import IncomingMessage
@@ -497,8 +498,6 @@ class RedisInbox:
         if self._closed:
             return
         self._closed = True
-        for task in self._readers:
-            task.cancel()
-        await asyncio.gather(*self._readers, return_exceptions=True)
+        await cancel_and_wait(set(self._readers))
         self._readers.clear()
         await self._client.aclose()

@@ -10,11 +10,11 @@ next worker (or by this one restarted).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from bot.constants import INBOX_CONCURRENCY, INBOX_MAX_ATTEMPTS, INBOX_VISIBILITY_S
 from bot.errors import StoreUnavailable
@@ -22,8 +22,21 @@ from bot.inbox.base import Delivery, Inbox
 
 log = logging.getLogger("supportbot.inbox")
 
+CANCEL_WAIT_S = 5.0  # how long a shutdown waits for a cancelled task before going on without it
 TAKE_WAIT_S = 1.0  # a take waits this long for new entries before the loop looks at its own state again
 DONE_RETRY_S = 0.2  # first pause before marking an answered entry done again, doubling up to the visibility timeout
+
+
+async def cancel_and_wait(tasks: set[asyncio.Task[Any]], *, timeout: float = CANCEL_WAIT_S) -> None:
+    """Cancel ``tasks`` and wait for them, but not forever: a client library that swallows a cancellation (redis-py
+    can, inside a blocking read) must not hold a shutdown up. The loops here also stop on their own flags."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        log.warning("task %s did not stop within %.0f s of its cancellation", task.get_name(), timeout)
 
 
 @dataclass(slots=True)
@@ -172,7 +185,7 @@ class InboxWorker:
             log.warning("inbox bookkeeping failed: %s", exc)
 
     async def _heartbeat_forever(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self._visibility / 3)
             attempts = list(self._active.values())
             if not attempts:
@@ -183,7 +196,10 @@ class InboxWorker:
             except StoreUnavailable as exc:
                 log.warning("inbox heartbeat failed: %s", exc)
                 continue
+            running = set(self._active.values())
             for attempt in attempts:
+                if attempt not in running:
+                    continue  # finished meanwhile: its entry is gone because it is done, not taken over
                 if attempt.delivery.entry_id in held:
                     attempt.confirmed = asked
                 elif not attempt.lost:
@@ -194,19 +210,13 @@ class InboxWorker:
         """Take nothing more; let running attempts finish for up to ``grace`` seconds, then give the rest back."""
         self._stopping = True
         if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
+            await cancel_and_wait({self._loop})
         if self._active:
             await asyncio.wait(set(self._active), timeout=grace)
         unfinished = [attempt.delivery for attempt in self._active.values()]
-        for task in list(self._active):
-            task.cancel()
-        await asyncio.gather(*list(self._active), return_exceptions=True)
+        await cancel_and_wait(set(self._active))
         if self._beat is not None:
-            self._beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beat
+            await cancel_and_wait({self._beat})
         if unfinished:
             log.info("%d unanswered inbox entries given back for the next worker", len(unfinished))
             await self._quietly(self.inbox.release(unfinished))
