@@ -118,8 +118,8 @@ class InboxWorker:
                 continue
             try:
                 deliveries = await self.inbox.take(limit=free, wait=TAKE_WAIT_S)
-            except StoreUnavailable as exc:
-                log.warning("the inbox cannot be read: %s", exc)
+            except Exception as exc:  # the loop must outlive any one failure, or nothing is answered any more
+                log.warning("the inbox cannot be read: %s: %s", type(exc).__name__, exc)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
                 continue
@@ -193,12 +193,12 @@ class InboxWorker:
             asked = time.monotonic()
             try:
                 held = await self.inbox.extend([a.delivery for a in attempts])
-            except StoreUnavailable as exc:
-                log.warning("inbox heartbeat failed: %s", exc)
+            except Exception as exc:  # a heartbeat that stops lets every running attempt be taken over
+                log.warning("inbox heartbeat failed: %s: %s", type(exc).__name__, exc)
                 continue
-            running = set(self._active.values())
+            running = {id(a) for a in self._active.values()}
             for attempt in attempts:
-                if attempt not in running:
+                if id(attempt) not in running:
                     continue  # finished meanwhile: its entry is gone because it is done, not taken over
                 if attempt.delivery.entry_id in held:
                     attempt.confirmed = asked
